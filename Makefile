@@ -1,0 +1,162 @@
+# kvfp8 — build, test, run, and every side job.  `make help` lists the targets.
+#
+# Sources are found by wildcard so that adding a module never means editing this
+# file: ref/*.c, cpu/*.c, faults/*.c and conformance/lib/*.c go into the library;
+# cli/*.c into the tool; tests/test_*.c each become one cmocka suite; bench/bench_*.c
+# one benchmark each; fuzz/fuzz_*.c one fuzz target each.
+
+CC       ?= cc
+BUILD    ?= build
+PREFIX   ?= /usr/local
+VERSION  := 0.1.0
+PY       ?= /usr/bin/python3
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+BASEFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g -fPIC -Iinclude -Iref $(WARN)
+EXTRA_CFLAGS ?=
+EXTRA_LDFLAGS ?=
+ALL_CFLAGS = $(BASEFLAGS) $(EXTRA_CFLAGS) $(CFLAGS)
+LDLIBS   := -lcrypto -lxxhash -ljansson -ldl -lm -lpthread
+
+# Instruction-set files get their own flags; everything else stays portable, and
+# cpu/dispatch.c decides at run time what may be called.
+AVX2_FLAGS   := -mavx2 -mf16c -mfma
+AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx2 -mf16c -mfma
+
+LIB_SRCS   := $(sort $(wildcard ref/*.c cpu/*.c faults/*.c conformance/lib/*.c))
+CLI_SRCS   := $(sort $(wildcard cli/*.c))
+TEST_SRCS  := $(sort $(wildcard tests/test_*.c))
+BENCH_SRCS := $(sort $(wildcard bench/bench_*.c))
+FUZZ_SRCS  := $(sort $(wildcard fuzz/fuzz_*.c))
+
+LIB_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+CLI_OBJS   := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
+TEST_BINS  := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
+TESTLIB_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(sort $(wildcard tests/lib/*.c)))
+
+STATIC_LIB := $(BUILD)/lib/libkvfp8.a
+SHARED_LIB := $(BUILD)/lib/libkvfp8.so
+CLI_BIN    := $(BUILD)/bin/kvfp8
+
+.PHONY: all lib cli test check run bench bench-gpu cuda hip install sanitize coverage \
+        fuzz fuzz-build deps deps-test clean help docs
+
+all: lib cli
+
+help:
+	@echo "kvfp8 make targets"
+	@echo "  make            build libkvfp8 (static + shared) and the kvfp8 tool into $(BUILD)/"
+	@echo "  make test       install missing Debian packages (as root), build, run every test suite"
+	@echo "  make run        install missing packages, build, run the main job (conformance summary)"
+	@echo "  make bench      CPU benchmarks; tables go to stdout (copy to bench/results/)"
+	@echo "  make cuda       build the CUDA code with nvcc (sm_80, sm_89, sm_90); skips without nvcc"
+	@echo "  make hip        build the HIP code with hipcc (gfx90a, gfx1030); skips without hipcc"
+	@echo "  make sanitize   the whole test suite under AddressSanitizer + UBSan (build-san/)"
+	@echo "  make coverage   lcov HTML report in build-cov/coverage/, line and branch figures printed"
+	@echo "  make docs       regenerate docs/fp8-differences.md from the tool itself"
+	@echo "  make install PREFIX=/usr/local   library, headers, tool and kvfp8.pc"
+	@echo "  make clean"
+
+lib: $(STATIC_LIB) $(SHARED_LIB)
+cli: $(CLI_BIN)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/cpu/%_avx2.o: cpu/%_avx2.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(AVX2_FLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/cpu/%_avx512.o: cpu/%_avx512.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(AVX512_FLAGS) -MMD -MP -c $< -o $@
+
+$(STATIC_LIB): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+$(SHARED_LIB): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -Wl,-soname,libkvfp8.so.0 -o $@ $^ $(EXTRA_LDFLAGS) $(LDLIBS)
+
+$(CLI_BIN): $(CLI_OBJS) $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $(CLI_OBJS) $(STATIC_LIB) $(EXTRA_LDFLAGS) $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c $(TESTLIB_OBJS) $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests/lib -MMD -MP -o $@ $< $(TESTLIB_OBJS) $(STATIC_LIB) $(EXTRA_LDFLAGS) -lcmocka $(LDLIBS)
+
+$(BUILD)/bench/%: bench/%.c $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(STATIC_LIB) $(EXTRA_LDFLAGS) $(LDLIBS)
+
+# ---- the README's two commands -------------------------------------------------
+test:
+	@sh scripts/deps.sh test
+	@$(MAKE) --no-print-directory check
+
+check: all $(TEST_BINS)
+	@KVFP8_BUILD=$(BUILD) KVFP8_PY=$(PY) sh scripts/run-tests.sh $(TEST_BINS)
+
+run:
+	@sh scripts/deps.sh build
+	@$(MAKE) --no-print-directory all
+	@sh scripts/main-job.sh $(CLI_BIN)
+
+# ---- side jobs -------------------------------------------------------------------
+bench: all $(BENCH_BINS)
+	@for b in $(BENCH_BINS); do echo "== $$b"; $$b || exit 1; done
+
+sanitize:
+	@sh scripts/deps.sh test
+	@$(MAKE) --no-print-directory BUILD=build-san \
+	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -O1" \
+	  EXTRA_LDFLAGS="-fsanitize=address,undefined" KVFP8_SANITIZE=1 check
+
+coverage:
+	@sh scripts/deps.sh coverage
+	@rm -rf build-cov
+	@$(MAKE) --no-print-directory BUILD=build-cov \
+	  EXTRA_CFLAGS="--coverage -O0" EXTRA_LDFLAGS="--coverage" KVFP8_QUICK=1 check
+	@sh scripts/coverage.sh build-cov
+
+docs: all
+	@sh scripts/gen-docs.sh $(CLI_BIN)
+
+cuda:
+	@sh gpu/build.sh cuda $(BUILD)
+
+hip:
+	@sh gpu/build.sh hip $(BUILD)
+
+bench-gpu: all
+	@sh gpu/build.sh cuda $(BUILD)
+	@sh bench/gpu/run.sh $(BUILD)
+
+fuzz-build:
+	@sh scripts/deps.sh fuzz
+	@sh fuzz/build.sh
+
+fuzz: fuzz-build
+	@sh fuzz/run.sh $(or $(FUZZ_SECONDS),60)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/kvfp8 \
+	  $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 $(STATIC_LIB) $(DESTDIR)$(PREFIX)/lib/libkvfp8.a
+	install -m 755 $(SHARED_LIB) $(DESTDIR)$(PREFIX)/lib/libkvfp8.so.$(VERSION)
+	ln -sf libkvfp8.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libkvfp8.so.0
+	ln -sf libkvfp8.so.0 $(DESTDIR)$(PREFIX)/lib/libkvfp8.so
+	install -m 644 include/kvfp8/*.h $(DESTDIR)$(PREFIX)/include/kvfp8/
+	install -m 755 $(CLI_BIN) $(DESTDIR)$(PREFIX)/bin/kvfp8
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' kvfp8.pc.in \
+	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/kvfp8.pc
+
+clean:
+	rm -rf build build-san build-cov build-fuzz
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
