@@ -1,0 +1,468 @@
+/* Block pool: free queue, reference counts and the prefix-cache key table
+ * (see include/kvfp8/pool.h and docs/pool.md).
+ *
+ * Layout, chosen so that every block operation is O(1) and touches one cache line
+ * of block metadata plus, for keyed operations, one slot of the key table:
+ *  - blocks[0..num_blocks) plus a sentinel blocks[num_blocks] that closes the free
+ *    queue into a ring, so insertion and removal never test for an empty list;
+ *  - the key table is open addressing with linear probing; a slot names the first
+ *    and last block carrying one key, and the blocks between are chained through
+ *    dprev/dnext in registration order.  Block id 0 (the null block, never cached)
+ *    marks an empty slot and the end of a chain. */
+#include "kvfp8/pool.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    uint32_t prev, next;   /* free-queue links; meaningful only while queued */
+    uint32_t dprev, dnext; /* same-key chain, registration order; 0 = none */
+    int32_t ref;
+    uint8_t klen;          /* key length; 0 = no key */
+    uint8_t key[KVFP8_POOL_KEY_MAX];
+    uint64_t khash;        /* hash of key, kept so removal needs no rehash */
+} pool_block;
+
+typedef struct {
+    uint64_t khash;
+    uint32_t head, tail; /* head == 0: empty slot */
+} key_slot;
+
+struct kvfp8_pool {
+    uint32_t num_blocks;
+    uint32_t num_free;
+    uint32_t num_cached;
+    pool_block *blocks; /* num_blocks + 1: the last is the queue sentinel */
+    key_slot *slots;
+    uint32_t slot_mask;
+    int enable_events;
+    kvfp8_pool_event *events;
+    size_t ev_head, ev_len, ev_cap;
+    uint64_t ev_dropped;
+};
+
+/* ---- keys ------------------------------------------------------------------- */
+
+static size_t make_key(uint8_t *key, const kvfp8_block_hash *h, uint32_t group) {
+    memcpy(key, h->bytes, h->len);
+    key[h->len + 0] = (uint8_t)(group >> 24);
+    key[h->len + 1] = (uint8_t)(group >> 16);
+    key[h->len + 2] = (uint8_t)(group >> 8);
+    key[h->len + 3] = (uint8_t)group;
+    return (size_t)h->len + 4;
+}
+
+static uint64_t load64(const uint8_t *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+/* Keys are usually cryptographic hashes already, but the pool must not rely on
+ * that (tests use short structured ones), so mix every byte and finish with the
+ * splitmix64 avalanche. */
+static uint64_t key_hash(const uint8_t *k, size_t len) {
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ (uint64_t)len;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        h ^= load64(k + i);
+        h *= 0xbf58476d1ce4e5b9ull;
+        h = (h << 31) | (h >> 33);
+    }
+    uint64_t tail = 0;
+    for (size_t s = 0; i < len; i++, s += 8) tail |= (uint64_t)k[i] << s;
+    h ^= tail;
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebull;
+    h ^= h >> 31;
+    return h;
+}
+
+/* The slot holding `key`, or the empty slot where it would go. */
+static uint32_t find_slot(const kvfp8_pool *p, const uint8_t *key, size_t len, uint64_t kh) {
+    uint32_t i = (uint32_t)kh & p->slot_mask;
+    for (;;) {
+        const key_slot *s = &p->slots[i];
+        if (s->head == 0) return i;
+        if (s->khash == kh) {
+            const pool_block *b = &p->blocks[s->head];
+            if (b->klen == len && memcmp(b->key, key, len) == 0) return i;
+        }
+        i = (i + 1) & p->slot_mask;
+    }
+}
+
+/* Backward-shift deletion: keeps every probe run contiguous without tombstones, so
+ * lookups never slow down however often keys come and go. */
+static void delete_slot(kvfp8_pool *p, uint32_t i) {
+    uint32_t j = i;
+    for (;;) {
+        j = (j + 1) & p->slot_mask;
+        if (p->slots[j].head == 0) break;
+        uint32_t home = (uint32_t)p->slots[j].khash & p->slot_mask;
+        /* Move j back to i unless its home lies cyclically in (i, j]. */
+        int stays = (i <= j) ? (home > i && home <= j) : (home > i || home <= j);
+        if (!stays) {
+            p->slots[i] = p->slots[j];
+            i = j;
+        }
+    }
+    p->slots[i].head = 0;
+}
+
+/* ---- events ----------------------------------------------------------------- */
+
+static void push_event(kvfp8_pool *p, kvfp8_pool_event_kind kind, uint32_t id) {
+    if (!p->enable_events) return;
+    if (p->ev_len == p->ev_cap) {
+        size_t cap = p->ev_cap ? p->ev_cap * 2 : 64;
+        kvfp8_pool_event *ev = malloc(cap * sizeof *ev);
+        if (!ev) {
+            p->ev_dropped++;
+            return;
+        }
+        for (size_t k = 0; k < p->ev_len; k++) ev[k] = p->events[(p->ev_head + k) % p->ev_cap];
+        free(p->events);
+        p->events = ev;
+        p->ev_cap = cap;
+        p->ev_head = 0;
+    }
+    kvfp8_pool_event *e = &p->events[(p->ev_head + p->ev_len) % p->ev_cap];
+    memset(e, 0, sizeof *e);
+    e->kind = kind;
+    e->block = id;
+    if (kind != KVFP8_POOL_EVENT_ALL_CLEARED) {
+        const pool_block *b = &p->blocks[id];
+        size_t hl = (size_t)b->klen - 4;
+        e->hash.len = (uint8_t)hl;
+        memcpy(e->hash.bytes, b->key, hl);
+        e->group = ((uint32_t)b->key[hl] << 24) | ((uint32_t)b->key[hl + 1] << 16) |
+                   ((uint32_t)b->key[hl + 2] << 8) | b->key[hl + 3];
+    }
+    p->ev_len++;
+}
+
+size_t kvfp8_pool_take_events(kvfp8_pool *p, kvfp8_pool_event *out, size_t cap) {
+    size_t n = p->ev_len < cap ? p->ev_len : cap;
+    for (size_t k = 0; k < n; k++) out[k] = p->events[(p->ev_head + k) % p->ev_cap];
+    if (n) {
+        p->ev_head = (p->ev_head + n) % p->ev_cap;
+        p->ev_len -= n;
+    }
+    return n;
+}
+
+uint64_t kvfp8_pool_events_dropped(const kvfp8_pool *p) { return p->ev_dropped; }
+
+/* ---- key registration ------------------------------------------------------- */
+
+/* Drops block id's key: vLLM's _maybe_evict_cached_block.  The rest of its chain
+ * keeps its order, so the next-oldest duplicate becomes the one lookups return. */
+static void drop_key(kvfp8_pool *p, uint32_t id) {
+    pool_block *b = &p->blocks[id];
+    push_event(p, KVFP8_POOL_EVENT_REMOVED, id);
+    uint32_t si = find_slot(p, b->key, b->klen, b->khash);
+    key_slot *s = &p->slots[si];
+    if (b->dprev) p->blocks[b->dprev].dnext = b->dnext;
+    else s->head = b->dnext;
+    if (b->dnext) p->blocks[b->dnext].dprev = b->dprev;
+    else s->tail = b->dprev;
+    if (s->head == 0) delete_slot(p, si);
+    b->klen = 0;
+    b->dprev = b->dnext = 0;
+    p->num_cached--;
+}
+
+/* ---- free queue ------------------------------------------------------------- */
+
+static void queue_remove(kvfp8_pool *p, uint32_t id) {
+    pool_block *b = &p->blocks[id];
+    p->blocks[b->prev].next = b->next;
+    p->blocks[b->next].prev = b->prev;
+    p->num_free--;
+}
+
+static void queue_append(kvfp8_pool *p, uint32_t id) {
+    uint32_t s = p->num_blocks; /* sentinel */
+    uint32_t last = p->blocks[s].prev;
+    p->blocks[id].prev = last;
+    p->blocks[id].next = s;
+    p->blocks[last].next = id;
+    p->blocks[s].prev = id;
+    p->num_free++;
+}
+
+/* ---- lifecycle -------------------------------------------------------------- */
+
+kvfp8_status kvfp8_pool_create(const kvfp8_pool_config *cfg, kvfp8_pool **out) {
+    if (!cfg || !out) return kvfp8_fail(KVFP8_ERR_INVALID, "pool: config and output must not be NULL");
+    *out = NULL;
+    if (cfg->num_blocks < 1 || cfg->num_blocks > KVFP8_POOL_MAX_BLOCKS)
+        return kvfp8_fail(KVFP8_ERR_INVALID, "pool: num_blocks must be 1..%u (block 0 is the null block), got %u",
+                          KVFP8_POOL_MAX_BLOCKS, cfg->num_blocks);
+    kvfp8_pool *p = calloc(1, sizeof *p);
+    if (!p) return kvfp8_fail(KVFP8_ERR_NOMEM, "pool: out of memory for the pool");
+    uint32_t n = cfg->num_blocks;
+    /* At most n - 1 distinct keys exist at once; at least twice as many slots keeps
+     * probe runs short. */
+    uint32_t slots = 16;
+    while (slots < 2u * n) slots <<= 1;
+    p->blocks = calloc((size_t)n + 1, sizeof *p->blocks);
+    p->slots = calloc(slots, sizeof *p->slots);
+    if (!p->blocks || !p->slots) {
+        kvfp8_pool_destroy(p);
+        return kvfp8_fail(KVFP8_ERR_NOMEM, "pool: out of memory for %u blocks", n);
+    }
+    p->num_blocks = n;
+    p->slot_mask = slots - 1;
+    p->enable_events = cfg->enable_events != 0;
+    /* Queue 1..n-1 in id order: vLLM builds the queue over all blocks and pops the
+     * head (block 0) as the null block, which leaves exactly this. */
+    p->blocks[n].next = p->blocks[n].prev = n;
+    for (uint32_t i = 1; i < n; i++) queue_append(p, i);
+    *out = p;
+    return KVFP8_OK;
+}
+
+void kvfp8_pool_destroy(kvfp8_pool *p) {
+    if (!p) return;
+    free(p->blocks);
+    free(p->slots);
+    free(p->events);
+    free(p);
+}
+
+uint32_t kvfp8_pool_num_blocks(const kvfp8_pool *p) { return p->num_blocks; }
+uint32_t kvfp8_pool_num_free(const kvfp8_pool *p) { return p->num_free; }
+uint32_t kvfp8_pool_num_cached(const kvfp8_pool *p) { return p->num_cached; }
+
+double kvfp8_pool_usage(const kvfp8_pool *p) {
+    if (p->num_blocks <= 1) return 0.0;
+    return 1.0 - (double)p->num_free / (double)(p->num_blocks - 1);
+}
+
+/* ---- block operations ------------------------------------------------------- */
+
+kvfp8_status kvfp8_pool_allocate(kvfp8_pool *p, uint32_t n, uint32_t *ids) {
+    if (n > p->num_free)
+        return kvfp8_fail(KVFP8_ERR_EXHAUSTED, "pool: cannot allocate %u blocks, only %u free of %u", n,
+                          p->num_free, p->num_blocks - 1);
+    if (n && !ids) return kvfp8_fail(KVFP8_ERR_INVALID, "pool: allocate needs an output array");
+    uint32_t s = p->num_blocks;
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t id = p->blocks[s].next;
+        queue_remove(p, id);
+        if (p->blocks[id].klen) drop_key(p, id); /* lazy eviction */
+        p->blocks[id].ref = 1;
+        ids[k] = id;
+    }
+    return KVFP8_OK;
+}
+
+kvfp8_status kvfp8_pool_free(kvfp8_pool *p, const uint32_t *ids, size_t n) {
+    /* One optimistic pass, in list order, exactly as vLLM's free_blocks: a block
+     * listed twice reaches 0 (and the tail) at its second entry.  On an error the
+     * entries already done are undone in reverse; the blocks they queued are then
+     * the tail of the queue, so unlinking them restores it exactly. */
+    for (size_t k = 0; k < n; k++) {
+        uint32_t id = ids[k];
+        kvfp8_status st = KVFP8_OK;
+        if (id >= p->num_blocks)
+            st = kvfp8_fail(KVFP8_ERR_INVALID, "pool: free of block %u (entry %zu), out of range 0..%u", id, k,
+                            p->num_blocks - 1);
+        else if (id != KVFP8_POOL_NULL_BLOCK && p->blocks[id].ref <= 0)
+            st = kvfp8_fail(KVFP8_ERR_STATE, "pool: double free of block %u (entry %zu): it holds no reference", id,
+                            k);
+        if (st != KVFP8_OK) {
+            while (k--) {
+                uint32_t u = ids[k];
+                if (u == KVFP8_POOL_NULL_BLOCK) continue;
+                if (p->blocks[u].ref == 0) queue_remove(p, u);
+                p->blocks[u].ref++;
+            }
+            return st;
+        }
+        if (id == KVFP8_POOL_NULL_BLOCK) continue;
+        if (--p->blocks[id].ref == 0) queue_append(p, id);
+    }
+    return KVFP8_OK;
+}
+
+kvfp8_status kvfp8_pool_touch(kvfp8_pool *p, const uint32_t *ids, size_t n) {
+    for (size_t k = 0; k < n; k++)
+        if (ids[k] >= p->num_blocks)
+            return kvfp8_fail(KVFP8_ERR_INVALID, "pool: touch of block %u (entry %zu), out of range 0..%u", ids[k],
+                              k, p->num_blocks - 1);
+    for (size_t k = 0; k < n; k++) {
+        uint32_t id = ids[k];
+        if (id == KVFP8_POOL_NULL_BLOCK) continue;
+        if (p->blocks[id].ref == 0) queue_remove(p, id);
+        p->blocks[id].ref++;
+    }
+    return KVFP8_OK;
+}
+
+static kvfp8_status check_hash(const char *what, const kvfp8_block_hash *h) {
+    if (!h) return kvfp8_fail(KVFP8_ERR_INVALID, "pool: %s: hash must not be NULL", what);
+    if (h->len < 1 || h->len > KVFP8_HASH_MAX)
+        return kvfp8_fail(KVFP8_ERR_INVALID, "pool: %s: hash length must be 1..%d bytes, got %u", what,
+                          KVFP8_HASH_MAX, h->len);
+    return KVFP8_OK;
+}
+
+kvfp8_status kvfp8_pool_cache_block(kvfp8_pool *p, uint32_t id, const kvfp8_block_hash *hash, uint32_t group) {
+    kvfp8_status st = check_hash("cache_block", hash);
+    if (st != KVFP8_OK) return st;
+    if (id >= p->num_blocks)
+        return kvfp8_fail(KVFP8_ERR_INVALID, "pool: cache of block %u, out of range 0..%u", id, p->num_blocks - 1);
+    if (id == KVFP8_POOL_NULL_BLOCK)
+        return kvfp8_fail(KVFP8_ERR_INVALID, "pool: block 0 is the null block and is never cached");
+    pool_block *b = &p->blocks[id];
+    if (b->ref <= 0)
+        return kvfp8_fail(KVFP8_ERR_STATE, "pool: cache of block %u, which is free: only a block in use is cached",
+                          id);
+    uint8_t key[KVFP8_POOL_KEY_MAX];
+    size_t len = make_key(key, hash, group);
+    if (b->klen) {
+        if (b->klen == len && memcmp(b->key, key, len) == 0) return KVFP8_OK;
+        return kvfp8_fail(KVFP8_ERR_STATE, "pool: block %u already carries another hash", id);
+    }
+    uint64_t kh = key_hash(key, len);
+    uint32_t si = find_slot(p, key, len, kh);
+    memcpy(b->key, key, len);
+    b->klen = (uint8_t)len;
+    b->khash = kh;
+    key_slot *s = &p->slots[si];
+    if (s->head == 0) {
+        s->khash = kh;
+        s->head = s->tail = id;
+        b->dprev = b->dnext = 0;
+    } else {
+        b->dprev = s->tail;
+        b->dnext = 0;
+        p->blocks[s->tail].dnext = id;
+        s->tail = id;
+    }
+    p->num_cached++;
+    push_event(p, KVFP8_POOL_EVENT_STORED, id);
+    return KVFP8_OK;
+}
+
+kvfp8_status kvfp8_pool_lookup(const kvfp8_pool *p, const kvfp8_block_hash *hash, uint32_t group, uint32_t *id) {
+    kvfp8_status st = check_hash("lookup", hash);
+    if (st != KVFP8_OK) return st;
+    uint8_t key[KVFP8_POOL_KEY_MAX];
+    size_t len = make_key(key, hash, group);
+    uint32_t si = find_slot(p, key, len, key_hash(key, len));
+    uint32_t head = p->slots[si].head;
+    *id = head ? head : KVFP8_POOL_NO_BLOCK;
+    return KVFP8_OK;
+}
+
+kvfp8_status kvfp8_pool_evict(kvfp8_pool *p, const uint32_t *ids, size_t n) {
+    for (size_t k = 0; k < n; k++)
+        if (ids[k] >= p->num_blocks)
+            return kvfp8_fail(KVFP8_ERR_INVALID, "pool: evict of block %u (entry %zu), out of range 0..%u", ids[k],
+                              k, p->num_blocks - 1);
+    for (size_t k = 0; k < n; k++)
+        if (p->blocks[ids[k]].klen) drop_key(p, ids[k]);
+    return KVFP8_OK;
+}
+
+kvfp8_status kvfp8_pool_reset_prefix_cache(kvfp8_pool *p) {
+    uint32_t used = p->num_blocks - 1 - p->num_free;
+    if (used)
+        return kvfp8_fail(KVFP8_ERR_STATE, "pool: cannot reset the prefix cache while %u blocks are in use", used);
+    for (uint32_t i = 1; i < p->num_blocks; i++) {
+        p->blocks[i].klen = 0;
+        p->blocks[i].dprev = p->blocks[i].dnext = 0;
+    }
+    memset(p->slots, 0, ((size_t)p->slot_mask + 1) * sizeof *p->slots);
+    p->num_cached = 0;
+    push_event(p, KVFP8_POOL_EVENT_ALL_CLEARED, 0);
+    return KVFP8_OK;
+}
+
+/* ---- inspection ------------------------------------------------------------- */
+
+kvfp8_status kvfp8_pool_get_block(const kvfp8_pool *p, uint32_t id, kvfp8_pool_block_info *info) {
+    if (id >= p->num_blocks)
+        return kvfp8_fail(KVFP8_ERR_INVALID, "pool: block %u out of range 0..%u", id, p->num_blocks - 1);
+    const pool_block *b = &p->blocks[id];
+    memset(info, 0, sizeof *info);
+    info->ref_cnt = id == KVFP8_POOL_NULL_BLOCK ? 0 : (uint32_t)b->ref;
+    info->in_free_queue = id != KVFP8_POOL_NULL_BLOCK && b->ref == 0;
+    if (b->klen) {
+        size_t hl = (size_t)b->klen - 4;
+        info->cached = 1;
+        info->hash.len = (uint8_t)hl;
+        memcpy(info->hash.bytes, b->key, hl);
+        info->group = ((uint32_t)b->key[hl] << 24) | ((uint32_t)b->key[hl + 1] << 16) |
+                      ((uint32_t)b->key[hl + 2] << 8) | b->key[hl + 3];
+    }
+    return KVFP8_OK;
+}
+
+size_t kvfp8_pool_free_queue(const kvfp8_pool *p, uint32_t *out, size_t cap) {
+    size_t n = 0;
+    uint32_t s = p->num_blocks;
+    for (uint32_t id = p->blocks[s].next; id != s && n <= p->num_blocks; id = p->blocks[id].next, n++)
+        if (n < cap) out[n] = id;
+    return n;
+}
+
+kvfp8_status kvfp8_pool_check(const kvfp8_pool *p) {
+    uint32_t s = p->num_blocks, count = 0;
+    for (uint32_t id = p->blocks[s].next, prev = s; id != s; prev = id, id = p->blocks[id].next) {
+        if (id == 0 || id > s) return kvfp8_fail(KVFP8_ERR_STATE, "pool check: free queue holds block %u", id);
+        if (p->blocks[id].prev != prev)
+            return kvfp8_fail(KVFP8_ERR_STATE, "pool check: block %u's prev link is %u, expected %u", id,
+                              p->blocks[id].prev, prev);
+        if (p->blocks[id].ref != 0)
+            return kvfp8_fail(KVFP8_ERR_STATE, "pool check: queued block %u has ref_cnt %d", id, p->blocks[id].ref);
+        if (++count > p->num_blocks) return kvfp8_fail(KVFP8_ERR_STATE, "pool check: free queue has a cycle");
+    }
+    if (count != p->num_free)
+        return kvfp8_fail(KVFP8_ERR_STATE, "pool check: %u blocks queued but num_free is %u", count, p->num_free);
+    uint32_t zero = 0, keyed = 0;
+    for (uint32_t i = 1; i < p->num_blocks; i++) {
+        const pool_block *b = &p->blocks[i];
+        if (b->ref < 0) return kvfp8_fail(KVFP8_ERR_STATE, "pool check: block %u has ref_cnt %d", i, b->ref);
+        zero += b->ref == 0;
+        if (!b->klen) continue;
+        keyed++;
+        uint32_t si = find_slot(p, b->key, b->klen, b->khash);
+        if (p->slots[si].head == 0)
+            return kvfp8_fail(KVFP8_ERR_STATE, "pool check: block %u's key is not in the table", i);
+        uint32_t c = p->slots[si].head, steps = 0;
+        while (c && c != i && steps++ <= p->num_blocks) c = p->blocks[c].dnext;
+        if (c != i) return kvfp8_fail(KVFP8_ERR_STATE, "pool check: block %u missing from its key's chain", i);
+    }
+    if (zero != count)
+        return kvfp8_fail(KVFP8_ERR_STATE, "pool check: %u blocks have ref_cnt 0 but %u are queued", zero, count);
+    if (p->blocks[0].klen) return kvfp8_fail(KVFP8_ERR_STATE, "pool check: the null block carries a key");
+    if (keyed != p->num_cached)
+        return kvfp8_fail(KVFP8_ERR_STATE, "pool check: %u blocks keyed but num_cached is %u", keyed,
+                          p->num_cached);
+    uint32_t chained = 0;
+    for (uint32_t si = 0; si <= p->slot_mask; si++) {
+        const key_slot *sl = &p->slots[si];
+        if (!sl->head) continue;
+        uint32_t prev = 0, c = sl->head;
+        for (; c; prev = c, c = p->blocks[c].dnext) {
+            if (c >= p->num_blocks || !p->blocks[c].klen || p->blocks[c].khash != sl->khash ||
+                p->blocks[c].dprev != prev || ++chained > p->num_cached)
+                return kvfp8_fail(KVFP8_ERR_STATE, "pool check: key chain at slot %u is broken at block %u", si, c);
+        }
+        if (sl->tail != prev)
+            return kvfp8_fail(KVFP8_ERR_STATE, "pool check: key slot %u's tail is %u, chain ends at %u", si, sl->tail,
+                              prev);
+        if (find_slot(p, p->blocks[sl->head].key, p->blocks[sl->head].klen, sl->khash) != si)
+            return kvfp8_fail(KVFP8_ERR_STATE, "pool check: key slot %u is unreachable by probing", si);
+    }
+    if (chained != p->num_cached)
+        return kvfp8_fail(KVFP8_ERR_STATE, "pool check: %u blocks chained but %u keyed", chained, p->num_cached);
+    return KVFP8_OK;
+}
