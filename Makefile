@@ -100,7 +100,7 @@ test:
 	@$(MAKE) --no-print-directory check
 
 check: all $(TEST_BINS)
-	@KVFP8_BUILD=$(BUILD) KVFP8_PY=$(PY) sh scripts/run-tests.sh $(TEST_BINS)
+	@KVFP8_BUILD=$(BUILD) KVFP8_PY=$(PY) KVFP8_LDFLAGS="$(EXTRA_LDFLAGS)" sh scripts/run-tests.sh $(TEST_BINS)
 
 run:
 	@sh scripts/deps.sh build
@@ -113,15 +113,15 @@ bench: all $(BENCH_BINS)
 
 sanitize:
 	@sh scripts/deps.sh test
-	@$(MAKE) --no-print-directory BUILD=build-san \
+	@KVFP8_QUICK=1 $(MAKE) --no-print-directory BUILD=build-san \
 	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -O1" \
-	  EXTRA_LDFLAGS="-fsanitize=address,undefined" KVFP8_SANITIZE=1 check
+	  EXTRA_LDFLAGS="-fsanitize=address,undefined" check
 
 coverage:
 	@sh scripts/deps.sh coverage
 	@rm -rf build-cov
-	@$(MAKE) --no-print-directory BUILD=build-cov \
-	  EXTRA_CFLAGS="--coverage -O0" EXTRA_LDFLAGS="--coverage" KVFP8_QUICK=1 check
+	@KVFP8_QUICK=1 $(MAKE) --no-print-directory BUILD=build-cov \
+	  EXTRA_CFLAGS="--coverage -O0" EXTRA_LDFLAGS="--coverage" check
 	@sh scripts/coverage.sh build-cov
 
 docs: all
