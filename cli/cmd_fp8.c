@@ -14,7 +14,7 @@
 #include "outbuf.h"
 
 static const char *const fp8_help =
-    "usage: kvfp8 fp8 <table|encode|decode|differences> [options]\n"
+    "usage: kvfp8 fp8 <table|encode|decode|check|differences> [options]\n"
     "\n"
     "  kvfp8 fp8 table --format F [--profile P]\n"
     "      All 256 codes of format F: code (hex), value, class, value as a hex float.\n"
@@ -38,6 +38,11 @@ static const char *const fp8_help =
     "      Codes to float32 (times S in float32 when given): text, one per line\n"
     "      (%.9g, which round-trips float32), or with --raw bytes from standard input\n"
     "      to packed little-endian float32 on standard output.\n"
+    "\n"
+    "  kvfp8 fp8 check [--stride N]\n"
+    "      Every optimized CPU path on this machine against the reference, for every\n"
+    "      profile, format, mode and source type (float32: every N-th bit pattern,\n"
+    "      default 4099; f16 and bf16: all).  One PASS/FAIL line each; exit 1 on FAIL.\n"
     "\n"
     "  kvfp8 fp8 differences\n"
     "      The table of where the profiles disagree (docs/fp8-differences.md is this\n"
@@ -315,7 +320,7 @@ static int encode(int argc, char **argv) {
     kvfp8_outbuf out;
     kvfp8_outbuf_init(&out);
     for (int i = a.first_value; i < argc; i++) {
-        uint32_t x;
+        uint32_t x = 0;
         if ((rc = parse_value(cmd, argv[i], src, a.bits, &x))) {
             kvfp8_outbuf_free(&out);
             return rc;
@@ -443,6 +448,99 @@ static int differences(int argc, char **argv) {
     return kvfp8_outbuf_flush(&out, stdout) ? KVFP8_EXIT_OK : KVFP8_EXIT_FAILED;
 }
 
+/* Every defined (profile, format, mode) and source type through every optimized CPU
+ * path this machine has, against the reference: the FP8 conformance summary. */
+static int selfcheck(int argc, char **argv) {
+    const char *cmd = "fp8 check";
+    unsigned long stride = 4099;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--stride") && i + 1 < argc) {
+            char *end;
+            errno = 0;
+            stride = strtoul(argv[++i], &end, 10);
+            if (*end || errno || stride == 0 || argv[i][0] == '-')
+                return kvfp8_cli_usage_error(cmd, "--stride: '%s' is not a positive integer", argv[i]);
+        } else {
+            return kvfp8_cli_usage_error(cmd, "unknown argument '%s'", argv[i]);
+        }
+    }
+    static const float scales[] = {1.0f, 0.0173f};
+    int passed = 0, failed = 0, not_available = 0;
+    const size_t chunk = 1 << 16;
+    uint32_t *in = malloc(chunk * 4);
+    uint8_t *want = malloc(chunk), *got = malloc(chunk);
+    if (!in || !want || !got) {
+        free(in), free(want), free(got);
+        return kvfp8_cli_usage_error(cmd, "out of memory");
+    }
+    printf("# kvfp8 fp8 check: optimized CPU paths against the reference; float32 every %lu-th bit\n"
+           "# pattern, all f16 and bf16 inputs; scales 1 and 0.0173\n", stride);
+    for (int impl = KVFP8_CPU_PORTABLE; impl < KVFP8_CPU_IMPL_COUNT; impl++) {
+        if (!kvfp8_cpu_impl_available((kvfp8_cpu_impl)impl)) {
+            printf("NOT_SUPPORTED path %s: this CPU lacks it\n", kvfp8_cpu_impl_name((kvfp8_cpu_impl)impl));
+            not_available++;
+            continue;
+        }
+        (void)kvfp8_cpu_impl_force((kvfp8_cpu_impl)impl);
+        for (int p = 0; p < KVFP8_PROFILE_COUNT; p++)
+            for (int f = 0; f < KVFP8_FORMAT_COUNT; f++)
+                for (int m = 0; m < KVFP8_MODE_COUNT; m++) {
+                    kvfp8_fp8_rules r;
+                    if (kvfp8_fp8_rules_get((kvfp8_format)f, (kvfp8_mode)m, (kvfp8_profile)p, &r) != KVFP8_OK)
+                        continue;
+                    for (int src = 0; src < KVFP8_SOURCE_COUNT; src++) {
+                        unsigned long long checked = 0, bad = 0;
+                        uint32_t first_bad = 0;
+                        uint8_t first_got = 0, first_want = 0;
+                        float first_scale = 1.0f;
+                        const uint64_t end = src == KVFP8_SRC_F32 ? (1ull << 32) : (1ull << 16);
+                        const uint64_t step = src == KVFP8_SRC_F32 ? stride : 1;
+                        for (size_t s = 0; s < sizeof scales / sizeof scales[0]; s++)
+                            for (uint64_t base = 0; base < end;) {
+                                size_t n = 0;
+                                for (; n < chunk && base < end; n++, base += step)
+                                    in[n] = (uint32_t)base;
+                                unsigned char *packed = (unsigned char *)in;
+                                if (src != KVFP8_SRC_F32) { /* pack as little-endian 16-bit */
+                                    for (size_t k = 0; k < n; k++) {
+                                        uint32_t v = in[k];
+                                        packed[2 * k] = (unsigned char)v;
+                                        packed[2 * k + 1] = (unsigned char)(v >> 8);
+                                    }
+                                }
+                                (void)kvfp8_fp8_encode_buffer(&r, (kvfp8_source)src, packed, got, n, scales[s]);
+                                for (size_t k = 0; k < n; k++) {
+                                    uint32_t x = src == KVFP8_SRC_F32 ? in[k] : (uint32_t)(packed[2 * k] | packed[2 * k + 1] << 8);
+                                    want[k] = kvfp8_fp8_encode_scaled_ref(&r, (kvfp8_source)src, x, scales[s]);
+                                    if (want[k] != got[k] && bad++ == 0) {
+                                        first_bad = x, first_got = got[k], first_want = want[k];
+                                        first_scale = scales[s];
+                                    }
+                                }
+                                checked += n;
+                            }
+                        if (bad) {
+                            failed++;
+                            printf("FAIL %s %s %s %s %s: %llu of %llu differ; first: %s 0x%08x / %g => observed 0x%02x expected 0x%02x\n",
+                                   kvfp8_profile_name(r.profile), kvfp8_format_name(r.format), kvfp8_mode_name(r.mode),
+                                   kvfp8_source_name((kvfp8_source)src), kvfp8_cpu_impl_name((kvfp8_cpu_impl)impl), bad,
+                                   checked, kvfp8_source_name((kvfp8_source)src), first_bad, (double)first_scale,
+                                   first_got, first_want);
+                        } else {
+                            passed++;
+                            printf("PASS %s %s %s %s %s: %llu inputs\n", kvfp8_profile_name(r.profile),
+                                   kvfp8_format_name(r.format), kvfp8_mode_name(r.mode),
+                                   kvfp8_source_name((kvfp8_source)src), kvfp8_cpu_impl_name((kvfp8_cpu_impl)impl), checked);
+                        }
+                    }
+                }
+    }
+    (void)kvfp8_cpu_impl_force(KVFP8_CPU_AUTO);
+    free(in), free(want), free(got);
+    printf("fp8 check: %d passed, %d failed, %d not supported\n", passed, failed, not_available);
+    return failed ? KVFP8_EXIT_FAILED : KVFP8_EXIT_OK;
+}
+
 int kvfp8_cmd_fp8(int argc, char **argv) {
     if (argc < 2) {
         fputs(fp8_help, stderr);
@@ -462,5 +560,6 @@ int kvfp8_cmd_fp8(int argc, char **argv) {
     if (!strcmp(sub, "encode")) return encode(argc - 1, argv + 1);
     if (!strcmp(sub, "decode")) return decode(argc - 1, argv + 1);
     if (!strcmp(sub, "differences")) return differences(argc - 1, argv + 1);
-    return kvfp8_cli_usage_error("fp8", "unknown subcommand '%s' (table, encode, decode, differences)", sub);
+    if (!strcmp(sub, "check")) return selfcheck(argc - 1, argv + 1);
+    return kvfp8_cli_usage_error("fp8", "unknown subcommand '%s' (table, encode, decode, check, differences)", sub);
 }
