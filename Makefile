@@ -34,6 +34,7 @@ CLI_OBJS   := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
 TEST_BINS  := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 TESTLIB_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(sort $(wildcard tests/lib/*.c)))
+FUZZ_REPLAY_BINS := $(FUZZ_SRCS:fuzz/%.c=$(BUILD)/fuzz-replay/%)
 
 STATIC_LIB := $(BUILD)/lib/libkvfp8.a
 SHARED_LIB := $(BUILD)/lib/libkvfp8.so
@@ -90,6 +91,12 @@ $(BUILD)/tests/%: tests/%.c $(TESTLIB_OBJS) $(STATIC_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Itests/lib -MMD -MP -o $@ $< $(TESTLIB_OBJS) $(STATIC_LIB) $(EXTRA_LDFLAGS) -lcmocka $(LDLIBS)
 
+# Each fuzz target also links against fuzz/replay.c (no libFuzzer): make test replays
+# its committed corpus, fuzz/corpus/<name>/, as a regression test.
+$(BUILD)/fuzz-replay/%: fuzz/%.c fuzz/replay.c $(TESTLIB_OBJS) $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests/lib -o $@ $< fuzz/replay.c $(TESTLIB_OBJS) $(STATIC_LIB) $(EXTRA_LDFLAGS) -lcmocka $(LDLIBS)
+
 $(BUILD)/bench/%: bench/%.c $(STATIC_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(STATIC_LIB) $(EXTRA_LDFLAGS) $(LDLIBS)
@@ -99,8 +106,9 @@ test:
 	@sh scripts/deps.sh test
 	@$(MAKE) --no-print-directory check
 
-check: all $(TEST_BINS)
-	@KVFP8_BUILD=$(BUILD) KVFP8_PY=$(PY) KVFP8_LDFLAGS="$(EXTRA_LDFLAGS)" sh scripts/run-tests.sh $(TEST_BINS)
+check: all $(TEST_BINS) $(FUZZ_REPLAY_BINS)
+	@KVFP8_BUILD=$(BUILD) KVFP8_PY=$(PY) KVFP8_LDFLAGS="$(EXTRA_LDFLAGS)" \
+	  KVFP8_FUZZ_REPLAY="$(FUZZ_REPLAY_BINS)" sh scripts/run-tests.sh $(TEST_BINS)
 
 run:
 	@sh scripts/deps.sh build

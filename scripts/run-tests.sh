@@ -21,6 +21,10 @@ run_one() { # run_one NAME COMMAND...
     fi
 }
 for t in "$@"; do run_one "$(basename "$t")" "$t"; done
+for r in ${KVFP8_FUZZ_REPLAY:-}; do
+    name=$(basename "$r"); name=${name#fuzz_}
+    run_one "fuzz_replay_$name" "$r" "$name" "fuzz/corpus/$name"
+done
 for p in tests/py_*.py; do
     [ -e "$p" ] || continue
     run_one "$(basename "$p")" env KVFP8_BIN="$build/bin/kvfp8" "$py" "$p"
