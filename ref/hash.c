@@ -1,0 +1,611 @@
+/* vLLM's prefix-cache block hash (include/kvfp8/hash.h, docs/hashing.md).
+ *
+ * Two ways to one result: kvfp8_hash_block() builds the Python tuple as a kvfp8_obj
+ * and runs the general serializers of ref/pickle.c and ref/cbor.c; the chain
+ * (kvfp8_hash_chain_update) writes the same bytes directly, token by token, into
+ * one reused buffer, because hashing every block of every request is on the
+ * scheduler's critical path.  tests/test_hash.c checks that the two agree, and
+ * tests/py_hash_vs_python.py checks both against CPython's pickle and cbor2. */
+#include "kvfp8/hash.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include <openssl/evp.h>
+#include <xxhash.h>
+
+#include "serialize.h"
+
+/* ---- algorithms ---------------------------------------------------------------- */
+
+static const char *const algo_names[KVFP8_HASH_ALGO_COUNT] = {"sha256", "sha256_cbor", "xxhash",
+                                                             "xxhash_cbor"};
+
+static int algo_ok(kvfp8_hash_algo a) { return (unsigned)a < KVFP8_HASH_ALGO_COUNT; }
+
+kvfp8_status kvfp8_hash_algo_parse(const char *name, kvfp8_hash_algo *out) {
+    if (!name || !out)
+        return kvfp8_fail(KVFP8_ERR_INVALID, "hash algorithm: NULL argument");
+    for (int i = 0; i < KVFP8_HASH_ALGO_COUNT; i++)
+        if (!strcmp(name, algo_names[i])) {
+            *out = (kvfp8_hash_algo)i;
+            return KVFP8_OK;
+        }
+    return kvfp8_fail(KVFP8_ERR_INVALID,
+                      "unknown hash algorithm '%s' (sha256, sha256_cbor, xxhash, xxhash_cbor)",
+                      name);
+}
+
+const char *kvfp8_hash_algo_name(kvfp8_hash_algo algo) {
+    return algo_ok(algo) ? algo_names[algo] : "invalid";
+}
+
+size_t kvfp8_hash_digest_len(kvfp8_hash_algo algo) {
+    if (!algo_ok(algo))
+        return 0;
+    return (algo == KVFP8_HASH_SHA256 || algo == KVFP8_HASH_SHA256_CBOR) ? 32 : 16;
+}
+
+int kvfp8_hash_algo_is_cbor(kvfp8_hash_algo algo) {
+    return algo == KVFP8_HASH_SHA256_CBOR || algo == KVFP8_HASH_XXHASH_CBOR;
+}
+
+static int algo_is_sha(kvfp8_hash_algo algo) {
+    return algo == KVFP8_HASH_SHA256 || algo == KVFP8_HASH_SHA256_CBOR;
+}
+
+/* ---- digests ------------------------------------------------------------------- */
+
+/* SHA-256 is fetched from the provider once: an implicit fetch on every
+ * EVP_DigestInit costs more than hashing a block. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+static void fetch_sha256(void) { sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL); }
+
+/* A digest context reused across the blocks of one call. */
+typedef struct {
+    kvfp8_hash_algo algo;
+    EVP_MD_CTX *ctx;
+} digester;
+
+static kvfp8_status digester_open(digester *d, kvfp8_hash_algo algo) {
+    d->algo = algo;
+    d->ctx = NULL;
+    if (!algo_is_sha(algo))
+        return KVFP8_OK;
+    pthread_once(&sha256_once, fetch_sha256);
+    if (!sha256_md)
+        return kvfp8_fail(KVFP8_ERR_UNSUPPORTED, "OpenSSL has no SHA256 implementation");
+    d->ctx = EVP_MD_CTX_new();
+    if (!d->ctx)
+        return kvfp8_fail(KVFP8_ERR_NOMEM, "EVP_MD_CTX_new failed");
+    return KVFP8_OK;
+}
+
+static void digester_close(digester *d) {
+    EVP_MD_CTX_free(d->ctx);
+    d->ctx = NULL;
+}
+
+static kvfp8_status digester_run(digester *d, const void *data, size_t len,
+                                 kvfp8_block_hash *out) {
+    if (d->ctx) {
+        unsigned int n = 0;
+        if (EVP_DigestInit_ex2(d->ctx, sha256_md, NULL) != 1 ||
+            EVP_DigestUpdate(d->ctx, data, len) != 1 ||
+            EVP_DigestFinal_ex(d->ctx, out->bytes, &n) != 1 || n != 32)
+            return kvfp8_fail(KVFP8_ERR_UNSUPPORTED, "OpenSSL SHA-256 failed");
+        out->len = 32;
+        return KVFP8_OK;
+    }
+    /* xxhash.xxh3_128_digest(): XXH3-128 with seed 0, canonical (big-endian) form. */
+    XXH128_hash_t h = XXH3_128bits(data, len);
+    XXH128_canonical_t c;
+    XXH128_canonicalFromHash(&c, h);
+    memcpy(out->bytes, c.digest, 16);
+    out->len = 16;
+    return KVFP8_OK;
+}
+
+kvfp8_status kvfp8_hash_digest(kvfp8_hash_algo algo, const void *data, size_t len,
+                               kvfp8_block_hash *out) {
+    if (!algo_ok(algo) || !out || (!data && len))
+        return kvfp8_fail(KVFP8_ERR_INVALID, "hash digest: bad algorithm or NULL argument");
+    digester d;
+    kvfp8_status st = digester_open(&d, algo);
+    if (st == KVFP8_OK)
+        st = digester_run(&d, data ? data : "", len, out);
+    digester_close(&d);
+    return st;
+}
+
+kvfp8_status kvfp8_hash_serialize(kvfp8_hash_algo algo, const kvfp8_obj *obj,
+                                  kvfp8_buf *out) {
+    if (!algo_ok(algo))
+        return kvfp8_fail(KVFP8_ERR_INVALID, "hash: invalid algorithm %d", (int)algo);
+    return kvfp8_hash_algo_is_cbor(algo) ? kvfp8_cbor_dumps(obj, out)
+                                         : kvfp8_pickle_dumps(obj, out);
+}
+
+kvfp8_status kvfp8_hash_object(kvfp8_hash_algo algo, const kvfp8_obj *obj,
+                               kvfp8_block_hash *out) {
+    kvfp8_buf b;
+    kvfp8_buf_init(&b);
+    kvfp8_status st = kvfp8_hash_serialize(algo, obj, &b);
+    if (st == KVFP8_OK)
+        st = kvfp8_hash_digest(algo, b.data, b.len, out);
+    kvfp8_buf_free(&b);
+    return st;
+}
+
+/* ---- NONE_HASH ----------------------------------------------------------------- */
+
+kvfp8_status kvfp8_hash_none_from_seed(kvfp8_hash_algo algo, const char *seed,
+                                       size_t seed_len, kvfp8_block_hash *out) {
+    if (!seed && seed_len)
+        return kvfp8_fail(KVFP8_ERR_INVALID, "seed: NULL");
+    kvfp8_obj s = kvfp8_obj_str(seed ? seed : "", seed_len);
+    if (!kvfp8_utf8_valid(s.u.bytes.data, seed_len))
+        return kvfp8_fail(KVFP8_ERR_INVALID, "seed is not valid UTF-8");
+    return kvfp8_hash_object(algo, &s, out);
+}
+
+kvfp8_status kvfp8_hash_none_random(kvfp8_block_hash *out) {
+    size_t got = 0;
+    while (got < KVFP8_HASH_MAX_BYTES) {
+        ssize_t r = getrandom(out->bytes + got, KVFP8_HASH_MAX_BYTES - got, 0);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return kvfp8_fail(KVFP8_ERR_IO, "getrandom failed: %s", strerror(errno));
+        }
+        got += (size_t)r;
+    }
+    out->len = KVFP8_HASH_MAX_BYTES;
+    return KVFP8_OK;
+}
+
+kvfp8_status kvfp8_hash_check_pythonhashseed(const char *value) {
+    if (!value || !value[0] || !strcmp(value, "random"))
+        return KVFP8_OK;
+    /* CPython parses the seed with strtoul and takes nothing else. */
+    char *end = NULL;
+    errno = 0;
+    unsigned long v = strtoul(value, &end, 10);
+    if (end == value || *end != '\0' || errno == ERANGE || v > 4294967295ul)
+        return kvfp8_fail(KVFP8_ERR_INVALID,
+                          "PYTHONHASHSEED must be \"random\" or an integer in [0; 4294967295], "
+                          "got '%s' (Python, so vLLM, refuses to start with it)",
+                          value);
+    return KVFP8_OK;
+}
+
+kvfp8_status kvfp8_hash_scales_fingerprint(const float *scales, size_t n, char out[72]) {
+    if ((!scales && n) || !out || n > SIZE_MAX / 4)
+        return kvfp8_fail(KVFP8_ERR_INVALID, "scales fingerprint: bad argument");
+    uint8_t *le = malloc(n * 4 + 1);
+    if (!le)
+        return kvfp8_fail(KVFP8_ERR_NOMEM, "scales fingerprint: out of memory");
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &scales[i], 4);
+        for (int k = 0; k < 4; k++)
+            le[4 * i + (size_t)k] = (uint8_t)(u >> (8 * k));
+    }
+    kvfp8_block_hash h;
+    kvfp8_status st = kvfp8_hash_digest(KVFP8_HASH_SHA256, le, n * 4, &h);
+    free(le);
+    if (st != KVFP8_OK)
+        return st;
+    memcpy(out, "sha256:", 7);
+    kvfp8_hash_hex(&h, out + 7);
+    return KVFP8_OK;
+}
+
+/* ---- one block, through the general serializers -------------------------------- */
+
+static kvfp8_status check_parent(const kvfp8_block_hash *parent) {
+    if (!parent || parent->len == 0 || parent->len > KVFP8_HASH_MAX_BYTES)
+        return kvfp8_fail(KVFP8_ERR_INVALID, "parent hash missing or of bad length");
+    return KVFP8_OK;
+}
+
+kvfp8_status kvfp8_hash_block(kvfp8_hash_algo algo, const kvfp8_block_hash *parent,
+                              const int64_t *tokens, size_t n_tokens,
+                              const kvfp8_obj *extra_keys, kvfp8_block_hash *out) {
+    kvfp8_status st = check_parent(parent);
+    if (st != KVFP8_OK)
+        return st;
+    if ((!tokens && n_tokens) || !out)
+        return kvfp8_fail(KVFP8_ERR_INVALID, "hash block: NULL argument");
+    kvfp8_obj items[3] = {kvfp8_obj_bytes(parent->bytes, parent->len),
+                          kvfp8_obj_ints(tokens, n_tokens),
+                          extra_keys ? *extra_keys : kvfp8_obj_none()};
+    kvfp8_obj t = kvfp8_obj_tuple(items, 3);
+    return kvfp8_hash_object(algo, &t, out);
+}
+
+/* ---- extra keys ---------------------------------------------------------------- */
+
+static kvfp8_status check_extras(const kvfp8_hash_extras *x) {
+    if (!x)
+        return KVFP8_OK;
+    if (x->lora_name && !kvfp8_utf8_valid((const uint8_t *)x->lora_name, x->lora_name_len))
+        return kvfp8_fail(KVFP8_ERR_INVALID, "LoRA name is not valid UTF-8");
+    if (x->cache_salt && !kvfp8_utf8_valid((const uint8_t *)x->cache_salt, x->cache_salt_len))
+        return kvfp8_fail(KVFP8_ERR_INVALID, "cache salt is not valid UTF-8");
+    if (x->n_mm && !x->mm)
+        return kvfp8_fail(KVFP8_ERR_INVALID, "multimodal items: NULL array");
+    if (x->mm_keys != KVFP8_MM_KEYS_ID_OFFSET && x->mm_keys != KVFP8_MM_KEYS_ID)
+        return kvfp8_fail(KVFP8_ERR_INVALID, "multimodal key mode %d unknown", (int)x->mm_keys);
+    for (size_t i = 0; i < x->n_mm; i++) {
+        const kvfp8_mm_item *m = &x->mm[i];
+        if ((!m->identifier && m->identifier_len) ||
+            !kvfp8_utf8_valid((const uint8_t *)m->identifier, m->identifier_len))
+            return kvfp8_fail(KVFP8_ERR_INVALID, "multimodal item %zu: identifier is not valid UTF-8", i);
+        if (m->offset > (uint64_t)INT64_MAX || m->length > (uint64_t)INT64_MAX - m->offset)
+            return kvfp8_fail(KVFP8_ERR_INVALID, "multimodal item %zu: offset + length exceeds 2^63-1", i);
+        if (i && m->offset < x->mm[i - 1].offset)
+            return kvfp8_fail(KVFP8_ERR_INVALID, "multimodal items must be sorted by offset (item %zu)", i);
+    }
+    if (x->prompt_embeds && x->embeds_row_bytes && x->embeds_rows > SIZE_MAX / x->embeds_row_bytes)
+        return kvfp8_fail(KVFP8_ERR_INVALID, "prompt embeds: size overflows");
+    if (x->layout && (!x->layout->kv_dtype || !x->layout->fp8_format || !x->layout->scales_fingerprint))
+        return kvfp8_fail(KVFP8_ERR_INVALID, "layout key: NULL field");
+    if (x->layout) {
+        const char *f[3] = {x->layout->kv_dtype, x->layout->fp8_format, x->layout->scales_fingerprint};
+        for (int i = 0; i < 3; i++)
+            if (!kvfp8_utf8_valid((const uint8_t *)f[i], strlen(f[i])))
+                return kvfp8_fail(KVFP8_ERR_INVALID, "layout key: field %d is not valid UTF-8", i);
+    }
+    return KVFP8_OK;
+}
+
+/* Scratch for one block's extra keys: the key list, the (identifier, offset) pairs
+ * and the prompt-embeds digest they point into. */
+typedef struct {
+    kvfp8_obj *keys;  /* 5 + n_mm */
+    kvfp8_obj *pairs; /* 2 * n_mm */
+    kvfp8_block_hash embeds;
+    size_t mm_cursor;
+} extra_scratch;
+
+/* vLLM's generate_block_hash_extra_keys for the block [start, end): returns 1 and
+ * the key tuple in *out, or 0 when there are no keys (extra_keys is None). */
+static int build_extra_keys(const kvfp8_hash_extras *x, extra_scratch *s, uint64_t start,
+                            uint64_t end, kvfp8_obj *out) {
+    size_t n = 0;
+    if (x->lora_name)
+        s->keys[n++] = kvfp8_obj_str(x->lora_name, x->lora_name_len);
+    /* Multimodal items overlapping the block, walked with vLLM's cursor so that the
+     * same items are found as there (items are sorted by offset). */
+    const kvfp8_mm_item *last = x->n_mm ? &x->mm[x->n_mm - 1] : NULL;
+    if (last && last->offset + last->length > start) {
+        size_t np = 0;
+        while (s->mm_cursor < x->n_mm) {
+            const kvfp8_mm_item *m = &x->mm[s->mm_cursor];
+            if (end <= m->offset)
+                break; /* the block has not reached this item */
+            if (start >= m->offset + m->length) {
+                s->mm_cursor++; /* the block is past this item */
+                continue;
+            }
+            kvfp8_obj id = kvfp8_obj_str(m->identifier, m->identifier_len);
+            if (x->mm_keys == KVFP8_MM_KEYS_ID) {
+                s->keys[n++] = id;
+            } else {
+                s->pairs[np] = id;
+                s->pairs[np + 1] = kvfp8_obj_int((int64_t)m->offset - (int64_t)start);
+                s->keys[n++] = kvfp8_obj_tuple(&s->pairs[np], 2);
+                np += 2;
+            }
+            if (end >= m->offset + m->length)
+                s->mm_cursor++; /* the item ends here; the next may start in this block */
+            else
+                break;
+        }
+    }
+    if (start == 0 && x->cache_salt && x->cache_salt_len)
+        s->keys[n++] = kvfp8_obj_str(x->cache_salt, x->cache_salt_len);
+    if (x->prompt_embeds) {
+        /* tensor_data(prompt_embeds[start:end]): rows past the end slice to nothing. */
+        uint64_t r0 = start < x->embeds_rows ? start : x->embeds_rows;
+        uint64_t r1 = end < x->embeds_rows ? end : x->embeds_rows;
+        const uint8_t *p = x->prompt_embeds + (size_t)r0 * x->embeds_row_bytes;
+        kvfp8_hash_digest(KVFP8_HASH_SHA256, p, (size_t)(r1 - r0) * x->embeds_row_bytes,
+                          &s->embeds);
+        s->keys[n++] = kvfp8_obj_bytes(s->embeds.bytes, s->embeds.len);
+    }
+    if (x->layout) {
+        s->keys[n++] = kvfp8_obj_str(x->layout->kv_dtype, strlen(x->layout->kv_dtype));
+        s->keys[n++] = kvfp8_obj_str(x->layout->fp8_format, strlen(x->layout->fp8_format));
+        s->keys[n++] = kvfp8_obj_str(x->layout->scales_fingerprint,
+                                     strlen(x->layout->scales_fingerprint));
+    }
+    if (!n)
+        return 0;
+    *out = kvfp8_obj_tuple(s->keys, n);
+    return 1;
+}
+
+/* ---- the chain ----------------------------------------------------------------- */
+
+kvfp8_status kvfp8_hash_chain_init(kvfp8_hash_chain *chain, kvfp8_hash_algo algo,
+                                   size_t block_size, const kvfp8_block_hash *none_hash,
+                                   const kvfp8_hash_extras *extras) {
+    if (!chain)
+        return kvfp8_fail(KVFP8_ERR_INVALID, "hash chain: NULL");
+    if (!algo_ok(algo))
+        return kvfp8_fail(KVFP8_ERR_INVALID, "hash chain: invalid algorithm %d", (int)algo);
+    if (block_size == 0)
+        return kvfp8_fail(KVFP8_ERR_INVALID, "block size must be > 0");
+    kvfp8_status st = check_parent(none_hash);
+    if (st == KVFP8_OK)
+        st = check_extras(extras);
+    if (st != KVFP8_OK)
+        return st;
+    memset(chain, 0, sizeof *chain);
+    chain->algo = algo;
+    chain->block_size = block_size;
+    chain->none_hash = *none_hash;
+    chain->extras = extras;
+    return KVFP8_OK;
+}
+
+/* Room for the serialized block: the fast writers store whole words past the end. */
+#define FAST_SLACK 16
+
+static int ensure(kvfp8_buf *b, size_t need) {
+    if (need <= b->cap)
+        return 1;
+    uint8_t *d = realloc(b->data, need);
+    if (!d)
+        return 0;
+    b->data = d;
+    b->cap = need;
+    return 1;
+}
+
+static uint8_t *cbor_head_fast(uint8_t *p, uint8_t major, uint64_t arg) {
+    major = (uint8_t)(major << 5);
+    if (arg < 24) {
+        *p++ = (uint8_t)(major | arg);
+    } else if (arg < 0x100) {
+        *p++ = major | 24;
+        *p++ = (uint8_t)arg;
+    } else {
+        unsigned n = arg < 0x10000 ? 2 : arg < 0x100000000ull ? 4 : 8;
+        *p++ = (uint8_t)(major | (n == 2 ? 25 : n == 4 ? 26 : 27));
+        for (unsigned i = 0; i < n; i++)
+            *p++ = (uint8_t)(arg >> (8 * (n - 1 - i)));
+    }
+    return p;
+}
+
+/* The serialized block without its extra keys, which the caller has serialized
+ * (or not: NULL means None).  Returns the length, or 0 when this block needs the
+ * general serializer (a pickle past one frame, a one-byte parent, negative ints). */
+static size_t serialize_block_fast(kvfp8_hash_algo algo, const kvfp8_block_hash *parent,
+                                   const int64_t *tok, size_t n, const uint8_t *extra,
+                                   size_t extra_len, kvfp8_buf *buf) {
+    uint64_t any = 0;
+    for (size_t i = 0; i < n; i++)
+        any |= (uint64_t)tok[i];
+    if (any >> 63)
+        return 0; /* a negative token: rare enough for the general path */
+    size_t bound = 64 + 10 * n + extra_len + FAST_SLACK;
+    if (!ensure(buf, bound))
+        return 0;
+    uint8_t *p0 = buf->data, *p = p0;
+    if (kvfp8_hash_algo_is_cbor(algo)) {
+        *p++ = 0x83; /* array(3) */
+        p = cbor_head_fast(p, 2, parent->len);
+        memcpy(p, parent->bytes, parent->len);
+        p += parent->len;
+        p = cbor_head_fast(p, 4, n);
+        for (size_t i = 0; i < n; i++)
+            p = kvfp8_cbor_put_uint_fast(p, (uint64_t)tok[i]);
+        if (extra) {
+            memcpy(p, extra, extra_len);
+            p += extra_len;
+        } else {
+            *p++ = 0xf6;
+        }
+        return (size_t)(p - p0);
+    }
+    /* Pickle in one frame: PROTO 5, FRAME <u64 len>, then the body. */
+    if (parent->len < 2 || bound - 11 >= KVFP8_PICKLE_FRAME_TARGET)
+        return 0;
+    p += 11;
+    *p++ = 'C'; /* SHORT_BINBYTES */
+    *p++ = parent->len;
+    memcpy(p, parent->bytes, parent->len);
+    p += parent->len;
+    *p++ = 0x94; /* MEMOIZE: memo 0 */
+    if (n > 3)
+        *p++ = '('; /* MARK */
+    for (size_t i = 0; i < n; i++)
+        p = kvfp8_pickle_put_uint_fast(p, (uint64_t)tok[i]);
+    static const uint8_t tuple_op[4] = {0, 0x85, 0x86, 0x87};
+    *p++ = n <= 3 ? tuple_op[n] : 't';
+    *p++ = 0x94; /* memo 1 */
+    if (extra) {
+        memcpy(p, extra, extra_len);
+        p += extra_len;
+    } else {
+        *p++ = 'N';
+    }
+    *p++ = 0x87; /* TUPLE3 */
+    *p++ = 0x94;
+    *p++ = '.';
+    uint64_t body = (uint64_t)(p - p0) - 11;
+    p0[0] = 0x80, p0[1] = 5, p0[2] = 0x95;
+    for (int i = 0; i < 8; i++)
+        p0[3 + i] = (uint8_t)(body >> (8 * i));
+    return (size_t)(p - p0);
+}
+
+/* The extra keys serialized as they appear inside the block tuple: CBOR as is;
+ * pickle with the memo already holding the parent (0) and the tokens (1). */
+static kvfp8_status serialize_extra(kvfp8_hash_algo algo, const kvfp8_obj *keys,
+                                    kvfp8_buf *out) {
+    kvfp8_writer w;
+    kvfp8_writer_buf(&w, out);
+    if (kvfp8_hash_algo_is_cbor(algo)) {
+        const char *bad = kvfp8_cbor_write(&w, keys, 1);
+        if (bad)
+            return kvfp8_fail(KVFP8_ERR_INVALID, "cbor: %s", bad);
+        return kvfp8_writer_finish(&w);
+    }
+    kvfp8_pickler p;
+    kvfp8_pickler_init_part(&p, w, 2);
+    kvfp8_pickler_save(&p, keys);
+    return kvfp8_pickler_finish(&p, KVFP8_OK);
+}
+
+kvfp8_status kvfp8_hash_chain_update(kvfp8_hash_chain *chain, const int64_t *tokens,
+                                     size_t n_tokens, kvfp8_block_hash *out,
+                                     size_t out_cap, size_t *n_new) {
+    if (!chain || !n_new || (!tokens && n_tokens))
+        return kvfp8_fail(KVFP8_ERR_INVALID, "hash chain: NULL argument");
+    *n_new = 0;
+    size_t bs = chain->block_size;
+    size_t total = n_tokens / bs;
+    if (total <= chain->n_blocks)
+        return KVFP8_OK;
+    size_t due = total - chain->n_blocks;
+    if (due > out_cap || !out)
+        return kvfp8_fail(KVFP8_ERR_EXHAUSTED, "hash chain: %zu blocks due, room for %zu", due,
+                          out_cap);
+
+    const kvfp8_hash_extras *x = chain->extras;
+    extra_scratch s = {0};
+    kvfp8_buf blk, ext;
+    kvfp8_buf_init(&blk);
+    kvfp8_buf_init(&ext);
+    digester d;
+    kvfp8_status st = digester_open(&d, chain->algo);
+    if (st == KVFP8_OK && x) {
+        s.keys = malloc((8 + x->n_mm) * sizeof *s.keys);
+        s.pairs = malloc((2 * x->n_mm + 1) * sizeof *s.pairs);
+        if (!s.keys || !s.pairs)
+            st = kvfp8_fail(KVFP8_ERR_NOMEM, "hash chain: out of memory");
+        /* vLLM restarts a later call at the last multimodal item (curr_mm_idx = -1). */
+        s.mm_cursor = chain->n_blocks && x->n_mm ? x->n_mm - 1 : 0;
+    }
+    /* Blocks past the first one have the same keys when nothing varies per block. */
+    int keys_vary = x && (x->n_mm || x->prompt_embeds);
+    int ext_ready = 0, has_keys = 0;
+    kvfp8_obj keys;
+
+    kvfp8_block_hash parent = chain->n_blocks ? chain->last : chain->none_hash;
+    for (size_t b = chain->n_blocks; st == KVFP8_OK && b < total; b++) {
+        uint64_t start = (uint64_t)b * bs, end = start + bs;
+        const int64_t *tok = tokens + start;
+        if (x && (!ext_ready || keys_vary || start == 0)) {
+            has_keys = build_extra_keys(x, &s, start, end, &keys);
+            if (has_keys)
+                st = serialize_extra(chain->algo, &keys, &ext);
+            ext_ready = start != 0; /* block 0 alone carries the cache salt */
+            if (st != KVFP8_OK)
+                break;
+        }
+        size_t len = serialize_block_fast(chain->algo, &parent, tok, bs,
+                                          has_keys ? ext.data : NULL, has_keys ? ext.len : 0,
+                                          &blk);
+        kvfp8_block_hash h;
+        if (len) {
+            st = digester_run(&d, blk.data, len, &h);
+        } else {
+            if (x && !has_keys)
+                keys = kvfp8_obj_none();
+            st = kvfp8_hash_block(chain->algo, &parent, tok, bs, has_keys ? &keys : NULL, &h);
+        }
+        if (st != KVFP8_OK)
+            break;
+        out[b - chain->n_blocks] = h;
+        parent = h;
+    }
+    if (st == KVFP8_OK) {
+        chain->n_blocks = total;
+        chain->last = parent;
+        *n_new = due;
+    }
+    digester_close(&d);
+    kvfp8_buf_free(&blk);
+    kvfp8_buf_free(&ext);
+    free(s.keys);
+    free(s.pairs);
+    return st;
+}
+
+kvfp8_status kvfp8_hash_blocks(kvfp8_hash_algo algo, size_t block_size,
+                               const kvfp8_block_hash *none_hash,
+                               const kvfp8_hash_extras *extras, const int64_t *tokens,
+                               size_t n_tokens, kvfp8_block_hash *out, size_t out_cap,
+                               size_t *n_out) {
+    kvfp8_hash_chain c;
+    kvfp8_status st = kvfp8_hash_chain_init(&c, algo, block_size, none_hash, extras);
+    if (st != KVFP8_OK)
+        return st;
+    return kvfp8_hash_chain_update(&c, tokens, n_tokens, out, out_cap, n_out);
+}
+
+/* ---- uses of the hash ---------------------------------------------------------- */
+
+size_t kvfp8_hash_pool_key(const kvfp8_block_hash *hash, uint32_t group_id,
+                           uint8_t out[KVFP8_POOL_KEY_MAX_BYTES]) {
+    size_t n = hash->len;
+    memcpy(out, hash->bytes, n);
+    for (int i = 0; i < 4; i++)
+        out[n + (size_t)i] = (uint8_t)(group_id >> (24 - 8 * i));
+    return n + 4;
+}
+
+uint64_t kvfp8_hash_kv_event_id(const kvfp8_block_hash *hash) {
+    uint64_t v = 0;
+    size_t from = hash->len > 8 ? hash->len - 8u : 0;
+    for (size_t i = from; i < hash->len; i++)
+        v = (v << 8) | hash->bytes[i];
+    return v;
+}
+
+void kvfp8_hash_hex(const kvfp8_block_hash *hash, char *out) {
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < hash->len; i++) {
+        out[2 * i] = digits[hash->bytes[i] >> 4];
+        out[2 * i + 1] = digits[hash->bytes[i] & 15];
+    }
+    out[2 * (size_t)hash->len] = '\0';
+}
+
+static int hexval(char c) {
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+kvfp8_status kvfp8_hash_from_hex(const char *hex, kvfp8_block_hash *out) {
+    size_t n = hex ? strlen(hex) : 0;
+    if (n == 0 || n % 2 || n > 2 * KVFP8_HASH_MAX_BYTES)
+        return kvfp8_fail(KVFP8_ERR_INVALID,
+                          "hash hex must have an even number of digits, 2 to %d, got %zu",
+                          2 * KVFP8_HASH_MAX_BYTES, n);
+    for (size_t i = 0; i < n; i += 2) {
+        int hi = hexval(hex[i]), lo = hexval(hex[i + 1]);
+        if (hi < 0 || lo < 0)
+            return kvfp8_fail(KVFP8_ERR_INVALID, "hash hex: '%c%c' is not hex", hex[i],
+                              hex[i + 1]);
+        out->bytes[i / 2] = (uint8_t)(hi << 4 | lo);
+    }
+    out->len = (uint8_t)(n / 2);
+    return KVFP8_OK;
+}
