@@ -539,6 +539,8 @@ void kvfp8_pm_take_stats(kvfp8_pm *m, kvfp8_prefix_cache_stats *out) {
     memset(&m->stats, 0, sizeof m->stats);
 }
 
+const kvfp8_prefix_cache_stats *kvfp8_pm_stats(const kvfp8_pm *m) { return &m->stats; }
+
 void kvfp8_pm_end_step(kvfp8_pm *m) {
     kvfp8_prefix_cache_stats s;
     kvfp8_pm_take_stats(m, &s);

@@ -161,6 +161,8 @@ double kvfp8_pm_usage(const kvfp8_pm *m);
 /* Returns the statistics gathered since the last take and starts new ones (vLLM's
  * make_prefix_cache_stats). */
 void kvfp8_pm_take_stats(kvfp8_pm *m, kvfp8_prefix_cache_stats *out);
+/* The statistics gathered since the last take, without taking them. */
+const kvfp8_prefix_cache_stats *kvfp8_pm_stats(const kvfp8_pm *m);
 /* Ends a scheduler step: takes the statistics and observes them into the
  * manager's own hit-rate window. */
 void kvfp8_pm_end_step(kvfp8_pm *m);
