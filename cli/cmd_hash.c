@@ -335,7 +335,11 @@ static kvfp8_status case_hash(const hash_case *c, kvfp8_block_hash **hashes, siz
     *hashes = malloc((cap ? cap : 1) * sizeof **hashes);
     if (!*hashes)
         return kvfp8_fail(KVFP8_ERR_NOMEM, "out of memory");
-    return kvfp8_hash_blocks(c->algo, c->block_size, &c->none_hash, &c->extras, c->tokens,
+    /* The case may have moved since case_prepare (batch cases live in a growing
+     * array), so its pointer to its own layout key is taken afresh. */
+    kvfp8_hash_extras x = c->extras;
+    x.layout = c->have_layout ? &c->layout : NULL;
+    return kvfp8_hash_blocks(c->algo, c->block_size, &c->none_hash, &x, c->tokens,
                              c->n_tokens, *hashes, cap, n);
 }
 
