@@ -25,7 +25,7 @@ void model_pool_init(model_pool *p, uint32_t num_blocks, int events_on) {
     for (uint32_t i = 1; i < num_blocks; i++) p->queue[p->qlen++] = i;
 }
 
-uint32_t model_pool_num_cached(const model_pool *p) {
+MODEL_NO_COVERAGE uint32_t model_pool_num_cached(const model_pool *p) {
     uint32_t n = 0;
     for (uint32_t i = 0; i < p->num_blocks; i++) n += p->blocks[i].cached;
     return n;
@@ -36,11 +36,11 @@ double model_pool_usage(const model_pool *p) {
     return 1.0 - (double)p->qlen / (double)(p->num_blocks - 1);
 }
 
-static int same_key(const model_block *b, const kvfp8_block_hash *h, uint32_t group) {
+MODEL_NO_COVERAGE static int same_key(const model_block *b, const kvfp8_block_hash *h, uint32_t group) {
     return b->cached && b->group == group && b->hash.len == h->len && memcmp(b->hash.bytes, h->bytes, h->len) == 0;
 }
 
-static void queue_delete(model_pool *p, uint32_t id) {
+MODEL_NO_COVERAGE static void queue_delete(model_pool *p, uint32_t id) {
     for (uint32_t i = 0; i < p->qlen; i++)
         if (p->queue[i] == id) {
             memmove(&p->queue[i], &p->queue[i + 1], (p->qlen - i - 1) * sizeof p->queue[0]);
@@ -72,16 +72,17 @@ kvfp8_status model_pool_free(model_pool *p, const uint32_t *ids, size_t n) {
     static model_block saved_blocks[MODEL_MAX_BLOCKS];
     static uint32_t saved_queue[MODEL_MAX_BLOCKS];
     uint32_t saved_qlen = p->qlen;
-    memcpy(saved_blocks, p->blocks, sizeof saved_blocks);
-    memcpy(saved_queue, p->queue, sizeof saved_queue);
+    size_t nb = p->num_blocks;
+    memcpy(saved_blocks, p->blocks, nb * sizeof saved_blocks[0]);
+    memcpy(saved_queue, p->queue, nb * sizeof saved_queue[0]);
     for (size_t k = 0; k < n; k++) {
         uint32_t id = ids[k];
         kvfp8_status st = KVFP8_OK;
         if (id >= p->num_blocks) st = KVFP8_ERR_INVALID;
         else if (id != 0 && p->blocks[id].ref <= 0) st = KVFP8_ERR_STATE;
         if (st != KVFP8_OK) {
-            memcpy(p->blocks, saved_blocks, sizeof saved_blocks);
-            memcpy(p->queue, saved_queue, sizeof saved_queue);
+            memcpy(p->blocks, saved_blocks, nb * sizeof saved_blocks[0]);
+            memcpy(p->queue, saved_queue, nb * sizeof saved_queue[0]);
             p->qlen = saved_qlen;
             return st;
         }
@@ -119,7 +120,7 @@ kvfp8_status model_pool_cache_block(model_pool *p, uint32_t id, const kvfp8_bloc
     return KVFP8_OK;
 }
 
-kvfp8_status model_pool_lookup(const model_pool *p, const kvfp8_block_hash *h, uint32_t group, uint32_t *id) {
+MODEL_NO_COVERAGE kvfp8_status model_pool_lookup(const model_pool *p, const kvfp8_block_hash *h, uint32_t group, uint32_t *id) {
     if (!hash_ok(h)) return KVFP8_ERR_INVALID;
     uint32_t best = KVFP8_POOL_NO_BLOCK;
     uint64_t best_seq = UINT64_MAX;
@@ -153,7 +154,7 @@ void model_window_init(model_window *w, uint32_t max_recent) {
     w->max_recent = max_recent ? max_recent : 1000;
 }
 
-void model_window_totals(const model_window *w, uint64_t *requests, uint64_t *queries, uint64_t *hits) {
+MODEL_NO_COVERAGE void model_window_totals(const model_window *w, uint64_t *requests, uint64_t *queries, uint64_t *hits) {
     *requests = *queries = *hits = 0;
     for (size_t i = 0; i < w->len; i++) {
         *requests += w->entries[i].requests;
@@ -197,13 +198,13 @@ void model_pm_init(model_pm *m, uint32_t num_blocks, int events_on, uint32_t blo
     model_window_init(&m->window, window);
 }
 
-model_request *model_pm_find(model_pm *m, const char *id) {
+MODEL_NO_COVERAGE model_request *model_pm_find(model_pm *m, const char *id) {
     for (int i = 0; i < MODEL_MAX_REQS; i++)
         if (m->reqs[i].used && strcmp(m->reqs[i].id, id) == 0) return &m->reqs[i];
     return NULL;
 }
 
-size_t model_pm_num_requests(const model_pm *m) {
+MODEL_NO_COVERAGE size_t model_pm_num_requests(const model_pm *m) {
     size_t n = 0;
     for (int i = 0; i < MODEL_MAX_REQS; i++) n += m->reqs[i].used != 0;
     return n;
@@ -260,7 +261,7 @@ kvfp8_status model_pm_get_computed_blocks(model_pm *m, const char *id, uint32_t 
     uint32_t limit = (r->num_tokens - 1) / m->block_size;
     uint32_t k = 0;
     while (k < limit && k < r->n_hashes) {
-        uint32_t found[KVFP8_PM_MAX_GROUPS];
+        uint32_t found[MODEL_MAX_GROUPS];
         int all = 1;
         for (uint32_t g = 0; g < m->num_groups; g++) {
             model_pool_lookup(&m->pool, &r->hashes[k], g, &found[g]);
@@ -336,7 +337,7 @@ kvfp8_status model_pm_allocate_slots(model_pm *m, const char *id, uint32_t num_n
 }
 
 static kvfp8_status release(model_pm *m, model_request *r) {
-    uint32_t order[KVFP8_PM_MAX_GROUPS * (MODEL_MAX_HASHES + 8)];
+    uint32_t order[MODEL_MAX_GROUPS * (MODEL_MAX_HASHES + 8)];
     size_t n = 0;
     for (uint32_t g = 0; g < m->num_groups; g++)
         for (uint32_t i = r->n_blocks; i > 0; i--) order[n++] = r->blocks[g][i - 1];
