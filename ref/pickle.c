@@ -126,34 +126,29 @@ static uint32_t memoize(kvfp8_pickler *p) {
 static uint32_t *singleton_slot(kvfp8_pickler *p, const kvfp8_obj *o) {
     const uint8_t *s = o->u.bytes.data;
     size_t n = o->u.bytes.len;
-    uint32_t **table;
-    unsigned idx;
     if (o->kind == KVFP8_OBJ_BYTES) {
-        if (n == 0)
-            return &p->single.bytes_empty;
-        if (n != 1)
-            return NULL;
-        table = &p->single.bytes1;
-        idx = s[0];
-    } else {
-        if (n == 0)
-            return &p->single.str_empty;
-        if (n == 1 && s[0] < 0x80)
-            idx = s[0];
-        else if (n == 2 && (s[0] == 0xc2 || s[0] == 0xc3))
-            idx = ((s[0] & 0x1fu) << 6) | (s[1] & 0x3fu); /* U+0080..U+00FF */
-        else
-            return NULL;
-        table = &p->single.str1;
+        /* b"" is always the one empty bytes object.  A one-byte bytes is CPython's
+         * cached singleton only on some creation paths (a literal, not a digest or
+         * bytes(bytearray)), and bytes in hash inputs are digests: distinct. */
+        return n == 0 ? &p->single.bytes_empty : NULL;
     }
-    if (!*table) {
-        *table = calloc(256, sizeof **table);
-        if (!*table) {
+    unsigned idx;
+    if (n == 0)
+        return &p->single.str_empty;
+    if (n == 1 && s[0] < 0x80)
+        idx = s[0];
+    else if (n == 2 && (s[0] == 0xc2 || s[0] == 0xc3))
+        idx = ((s[0] & 0x1fu) << 6) | (s[1] & 0x3fu); /* U+0080..U+00FF */
+    else
+        return NULL;
+    if (!p->single.str1) {
+        p->single.str1 = calloc(256, sizeof *p->single.str1);
+        if (!p->single.str1) {
             p->w.oom = 1;
             return NULL;
         }
     }
-    return &(*table)[idx];
+    return &p->single.str1[idx];
 }
 
 /* ---- objects ------------------------------------------------------------------- */
@@ -293,8 +288,7 @@ void kvfp8_pickler_init_part(kvfp8_pickler *p, kvfp8_writer w, uint32_t memo_bas
 
 kvfp8_status kvfp8_pickler_finish(kvfp8_pickler *p, kvfp8_status st) {
     free(p->single.str1);
-    free(p->single.bytes1);
-    p->single.str1 = p->single.bytes1 = NULL;
+    p->single.str1 = NULL;
     if (st != KVFP8_OK)
         return st;
     if (p->bad)

@@ -47,12 +47,11 @@ kvfp8_status kvfp8_writer_finish(const kvfp8_writer *w);
 #define KVFP8_PICKLE_FRAME_HEADER 9u
 
 /* The singletons of CPython that can occur twice in one hash input (see hash.h on
- * identity): memo indices of "" / b"", of the 256 one-character str and of the
- * 256 one-byte bytes, 0 meaning "not yet written" (stored as index + 1). */
+ * identity): memo indices of "" and b"" and of the 256 one-character str below
+ * U+0100, 0 meaning "not yet written" (stored as index + 1). */
 typedef struct {
     uint32_t str_empty, bytes_empty;
-    uint32_t *str1;   /* 256 entries, allocated on first use */
-    uint32_t *bytes1; /* 256 entries, allocated on first use */
+    uint32_t *str1; /* 256 entries, allocated on first use */
 } kvfp8_pickle_singletons;
 
 typedef struct {

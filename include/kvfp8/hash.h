@@ -66,9 +66,9 @@ typedef enum {
  * Identity: pickle writes an object it has already written as a memo reference
  * (BINGET), and that depends on object identity, not equality.  In vLLM's hash
  * inputs every str and bytes is a separate object except CPython's cached
- * singletons (the empty str and bytes, a one-character str below U+0100, a
- * one-byte bytes), so equal singletons are treated as one object and everything
- * else as distinct objects.  docs/hashing.md explains why. */
+ * singletons (the empty str, the empty bytes, a one-character str below U+0100),
+ * so equal singletons are treated as one object and everything else as distinct
+ * objects.  docs/hashing.md explains why. */
 typedef struct kvfp8_obj {
     kvfp8_obj_kind kind;
     union {
