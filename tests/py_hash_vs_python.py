@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import pickle
-import pickletools
 import random
 import subprocess
 import sys
@@ -228,8 +227,8 @@ def rand_case(r, algo=None):
         c["mm"] = items
         c["mm_keys"] = r.choice(["id-offset", "id"])
     if r.random() < 0.15:
-        rb = r.randint(1, 16)
-        rows = r.randint(0, ntok + 3)
+        rb = r.randint(1, 8)
+        rows = r.randint(0, min(ntok + 3, 400))  # fewer rows than tokens: empty slices
         c["prompt_embeds"] = r.randbytes(rb * rows).hex()
         c["embeds_row_bytes"] = rb
     if r.random() < 0.15:
@@ -349,7 +348,11 @@ def check_frames(r):
     def frames(c):
         keys = tuple(k for k in (c.get("lora"), c.get("cache_salt")) if k) or None
         data = serialize(c["algo"], (b"\0" * 32, tuple(c["tokens"][:c["block_size"]]), keys))
-        return sum(1 for op, _, _ in pickletools.genops(data) if op.name == "FRAME")
+        n, pos = 0, 2  # after PROTO: walk the chain of FRAME headers
+        while pos < len(data) and data[pos] == 0x95:
+            pos += 9 + int.from_bytes(data[pos + 1:pos + 9], "little")
+            n += 1
+        return n
     multi = sum(1 for c in cases if c["algo"] in ("sha256", "xxhash") and frames(c) >= 2)
     report("frame sweep reaches multi-frame pickles", multi >= 60, f"only {multi}")
     compare_batch(f"{len(cases)} multi-frame and large-payload blocks vs Python", cases)
@@ -513,7 +516,7 @@ def main():
     got, cases, _ = check_random(r, 3000)
     check_comparison_can_fail(got, cases)
     for algo in ALGOS:
-        compare_batch(f"400 random requests {algo}", [rand_case(r, algo) for _ in range(400)])
+        compare_batch(f"250 random requests {algo}", [rand_case(r, algo) for _ in range(250)])
     check_random_per_feature(r)
     check_frames(r)
     check_argv_forms(r)
