@@ -14,6 +14,7 @@ typedef struct {
 static const subcommand subcommands[] = {
     {"fp8", kvfp8_cmd_fp8, "FP8 tables, encode and decode under a named vendor profile"},
     {"hash", kvfp8_cmd_hash, "vLLM prefix-cache block hashes of token ids"},
+    {"scales", kvfp8_cmd_scales, "KV-cache scales of a checkpoint as vLLM loads them; write, fingerprint"},
 };
 
 static void usage(FILE *f) {
