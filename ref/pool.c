@@ -14,14 +14,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Hot metadata, touched by every queue and reference operation: 24 bytes, so a
+ * 64K-block pool's worth stays within a few MB of cache. */
 typedef struct {
     uint32_t prev, next;   /* free-queue links; meaningful only while queued */
     uint32_t dprev, dnext; /* same-key chain, registration order; 0 = none */
     int32_t ref;
-    uint8_t klen;          /* key length; 0 = no key */
-    uint8_t key[KVFP8_POOL_KEY_MAX];
-    uint64_t khash;        /* hash of key, kept so removal needs no rehash */
+    uint32_t cached;       /* carries a key (its bytes are in keys[]) */
 } pool_block;
+
+/* Cold: the key itself, read only by keyed operations. */
+typedef struct {
+    uint64_t khash; /* hash of key, kept so removal needs no rehash */
+    uint8_t klen;
+    uint8_t key[KVFP8_POOL_KEY_MAX];
+} pool_key;
 
 typedef struct {
     uint64_t khash;
@@ -33,6 +40,7 @@ struct kvfp8_pool {
     uint32_t num_free;
     uint32_t num_cached;
     pool_block *blocks; /* num_blocks + 1: the last is the queue sentinel */
+    pool_key *keys;     /* num_blocks */
     key_slot *slots;
     uint32_t slot_mask;
     int enable_events;
@@ -40,6 +48,18 @@ struct kvfp8_pool {
     size_t ev_head, ev_len, ev_cap;
     uint64_t ev_dropped;
 };
+
+/* Group size for overlapping cache misses: enough independent loads in flight to
+ * cover memory latency, small enough for the scratch arrays to live on the stack. */
+#define POOL_BATCH 16
+
+static inline void prefetch(const void *a) {
+#if defined(__GNUC__)
+    __builtin_prefetch(a);
+#else
+    (void)a;
+#endif
+}
 
 /* ---- keys ------------------------------------------------------------------- */
 
@@ -87,8 +107,8 @@ static uint32_t find_slot(const kvfp8_pool *p, const uint8_t *key, size_t len, u
         const key_slot *s = &p->slots[i];
         if (s->head == 0) return i;
         if (s->khash == kh) {
-            const pool_block *b = &p->blocks[s->head];
-            if (b->klen == len && memcmp(b->key, key, len) == 0) return i;
+            const pool_key *k = &p->keys[s->head];
+            if (k->klen == len && memcmp(k->key, key, len) == 0) return i;
         }
         i = (i + 1) & p->slot_mask;
     }
@@ -110,6 +130,15 @@ static void delete_slot(kvfp8_pool *p, uint32_t i) {
         }
     }
     p->slots[i].head = 0;
+}
+
+/* Hash bytes and group id back out of a key. */
+static void split_key(const pool_key *k, kvfp8_block_hash *h, uint32_t *group) {
+    size_t hl = (size_t)k->klen - 4;
+    h->len = (uint8_t)hl;
+    memcpy(h->bytes, k->key, hl);
+    *group = ((uint32_t)k->key[hl] << 24) | ((uint32_t)k->key[hl + 1] << 16) | ((uint32_t)k->key[hl + 2] << 8) |
+             k->key[hl + 3];
 }
 
 /* ---- events ----------------------------------------------------------------- */
@@ -134,12 +163,7 @@ static void push_event(kvfp8_pool *p, kvfp8_pool_event_kind kind, uint32_t id) {
     e->kind = kind;
     e->block = id;
     if (kind != KVFP8_POOL_EVENT_ALL_CLEARED) {
-        const pool_block *b = &p->blocks[id];
-        size_t hl = (size_t)b->klen - 4;
-        e->hash.len = (uint8_t)hl;
-        memcpy(e->hash.bytes, b->key, hl);
-        e->group = ((uint32_t)b->key[hl] << 24) | ((uint32_t)b->key[hl + 1] << 16) |
-                   ((uint32_t)b->key[hl + 2] << 8) | b->key[hl + 3];
+        split_key(&p->keys[id], &e->hash, &e->group);
     }
     p->ev_len++;
 }
@@ -162,15 +186,16 @@ uint64_t kvfp8_pool_events_dropped(const kvfp8_pool *p) { return p->ev_dropped; 
  * keeps its order, so the next-oldest duplicate becomes the one lookups return. */
 static void drop_key(kvfp8_pool *p, uint32_t id) {
     pool_block *b = &p->blocks[id];
+    const pool_key *k = &p->keys[id];
     push_event(p, KVFP8_POOL_EVENT_REMOVED, id);
-    uint32_t si = find_slot(p, b->key, b->klen, b->khash);
+    uint32_t si = find_slot(p, k->key, k->klen, k->khash);
     key_slot *s = &p->slots[si];
     if (b->dprev) p->blocks[b->dprev].dnext = b->dnext;
     else s->head = b->dnext;
     if (b->dnext) p->blocks[b->dnext].dprev = b->dprev;
     else s->tail = b->dprev;
     if (s->head == 0) delete_slot(p, si);
-    b->klen = 0;
+    b->cached = 0;
     b->dprev = b->dnext = 0;
     p->num_cached--;
 }
@@ -210,8 +235,9 @@ kvfp8_status kvfp8_pool_create(const kvfp8_pool_config *cfg, kvfp8_pool **out) {
     uint32_t slots = 16;
     while (slots < 2u * n) slots <<= 1;
     p->blocks = calloc((size_t)n + 1, sizeof *p->blocks);
+    p->keys = calloc(n, sizeof *p->keys);
     p->slots = calloc(slots, sizeof *p->slots);
-    if (!p->blocks || !p->slots) {
+    if (!p->blocks || !p->keys || !p->slots) {
         kvfp8_pool_destroy(p);
         return kvfp8_fail(KVFP8_ERR_NOMEM, "pool: out of memory for %u blocks", n);
     }
@@ -229,6 +255,7 @@ kvfp8_status kvfp8_pool_create(const kvfp8_pool_config *cfg, kvfp8_pool **out) {
 void kvfp8_pool_destroy(kvfp8_pool *p) {
     if (!p) return;
     free(p->blocks);
+    free(p->keys);
     free(p->slots);
     free(p->events);
     free(p);
@@ -250,13 +277,27 @@ kvfp8_status kvfp8_pool_allocate(kvfp8_pool *p, uint32_t n, uint32_t *ids) {
         return kvfp8_fail(KVFP8_ERR_EXHAUSTED, "pool: cannot allocate %u blocks, only %u free of %u", n,
                           p->num_free, p->num_blocks - 1);
     if (n && !ids) return kvfp8_fail(KVFP8_ERR_INVALID, "pool: allocate needs an output array");
-    uint32_t s = p->num_blocks;
+    /* The head run of n blocks leaves the queue in one splice (vLLM's popleft_n). */
+    uint32_t s = p->num_blocks, id = p->blocks[s].next;
     for (uint32_t k = 0; k < n; k++) {
-        uint32_t id = p->blocks[s].next;
-        queue_remove(p, id);
-        if (p->blocks[id].klen) drop_key(p, id); /* lazy eviction */
-        p->blocks[id].ref = 1;
         ids[k] = id;
+        p->blocks[id].ref = 1;
+        id = p->blocks[id].next;
+    }
+    p->blocks[s].next = id;
+    p->blocks[id].prev = s;
+    p->num_free -= n;
+    /* Lazy eviction of the keys they still carry, in allocation order.  Their key
+     * records and table slots are scattered, so request them all before using any:
+     * the misses then overlap instead of queueing. */
+    for (uint32_t k0 = 0; k0 < n; k0 += POOL_BATCH) {
+        uint32_t k1 = n - k0 < POOL_BATCH ? n : k0 + POOL_BATCH;
+        for (uint32_t k = k0; k < k1; k++)
+            if (p->blocks[ids[k]].cached) prefetch(&p->keys[ids[k]]);
+        for (uint32_t k = k0; k < k1; k++)
+            if (p->blocks[ids[k]].cached) prefetch(&p->slots[(uint32_t)p->keys[ids[k]].khash & p->slot_mask]);
+        for (uint32_t k = k0; k < k1; k++)
+            if (p->blocks[ids[k]].cached) drop_key(p, ids[k]);
     }
     return KVFP8_OK;
 }
@@ -312,28 +353,39 @@ static kvfp8_status check_hash(const char *what, const kvfp8_block_hash *h) {
     return KVFP8_OK;
 }
 
-kvfp8_status kvfp8_pool_cache_block(kvfp8_pool *p, uint32_t id, const kvfp8_block_hash *hash, uint32_t group) {
+/* Whether block id may be registered under key: 1 to register, 0 when it already
+ * carries exactly this key (a no-op), or a failure. */
+static kvfp8_status check_cache(const kvfp8_pool *p, uint32_t id, const kvfp8_block_hash *hash, const uint8_t *key,
+                                size_t len, int *todo) {
     kvfp8_status st = check_hash("cache_block", hash);
     if (st != KVFP8_OK) return st;
     if (id >= p->num_blocks)
         return kvfp8_fail(KVFP8_ERR_INVALID, "pool: cache of block %u, out of range 0..%u", id, p->num_blocks - 1);
     if (id == KVFP8_POOL_NULL_BLOCK)
         return kvfp8_fail(KVFP8_ERR_INVALID, "pool: block 0 is the null block and is never cached");
-    pool_block *b = &p->blocks[id];
+    const pool_block *b = &p->blocks[id];
     if (b->ref <= 0)
         return kvfp8_fail(KVFP8_ERR_STATE, "pool: cache of block %u, which is free: only a block in use is cached",
                           id);
-    uint8_t key[KVFP8_POOL_KEY_MAX];
-    size_t len = make_key(key, hash, group);
-    if (b->klen) {
-        if (b->klen == len && memcmp(b->key, key, len) == 0) return KVFP8_OK;
-        return kvfp8_fail(KVFP8_ERR_STATE, "pool: block %u already carries another hash", id);
+    *todo = 1;
+    if (b->cached) {
+        const pool_key *k = &p->keys[id];
+        if (k->klen == len && memcmp(k->key, key, len) == 0) *todo = 0;
+        else return kvfp8_fail(KVFP8_ERR_STATE, "pool: block %u already carries another hash", id);
     }
-    uint64_t kh = key_hash(key, len);
+    return KVFP8_OK;
+}
+
+/* Appends block id to the chain of its key (vLLM's cached_block_hash_to_block
+ * insert: after every block already registered under it). */
+static void insert_key(kvfp8_pool *p, uint32_t id, const uint8_t *key, size_t len, uint64_t kh) {
+    pool_block *b = &p->blocks[id];
+    pool_key *k = &p->keys[id];
     uint32_t si = find_slot(p, key, len, kh);
-    memcpy(b->key, key, len);
-    b->klen = (uint8_t)len;
-    b->khash = kh;
+    memcpy(k->key, key, len);
+    k->klen = (uint8_t)len;
+    k->khash = kh;
+    b->cached = 1;
     key_slot *s = &p->slots[si];
     if (s->head == 0) {
         s->khash = kh;
@@ -347,6 +399,65 @@ kvfp8_status kvfp8_pool_cache_block(kvfp8_pool *p, uint32_t id, const kvfp8_bloc
     }
     p->num_cached++;
     push_event(p, KVFP8_POOL_EVENT_STORED, id);
+}
+
+kvfp8_status kvfp8_pool_cache_block(kvfp8_pool *p, uint32_t id, const kvfp8_block_hash *hash, uint32_t group) {
+    uint8_t key[KVFP8_POOL_KEY_MAX];
+    size_t len = hash && hash->len <= KVFP8_HASH_MAX ? make_key(key, hash, group) : 0;
+    int todo = 0;
+    kvfp8_status st = check_cache(p, id, hash, key, len, &todo);
+    if (st != KVFP8_OK || !todo) return st;
+    insert_key(p, id, key, len, key_hash(key, len));
+    return KVFP8_OK;
+}
+
+kvfp8_status kvfp8_pool_cache_blocks(kvfp8_pool *p, const uint32_t *ids, const kvfp8_block_hash *hashes, size_t n,
+                                     uint32_t group) {
+    uint8_t key[KVFP8_POOL_KEY_MAX];
+    /* Validate everything first.  A block listed twice is seen by its second entry
+     * as already registered by the first: same key, a no-op; another key, an
+     * error.  The first entry's index is parked in the (unused, since the block
+     * has no key) dprev field while checking, then cleared. */
+    kvfp8_status st = KVFP8_OK;
+    size_t k = 0;
+    for (; k < n && st == KVFP8_OK; k++) {
+        size_t len = hashes[k].len <= KVFP8_HASH_MAX ? make_key(key, &hashes[k], group) : 0;
+        int todo = 0;
+        st = check_cache(p, ids[k], &hashes[k], key, len, &todo);
+        if (st != KVFP8_OK) {
+            st = kvfp8_fail(st, "%s (entry %zu)", kvfp8_last_error(), k);
+            break;
+        }
+        if (!todo) continue;
+        pool_block *b = &p->blocks[ids[k]];
+        if (b->dprev) {
+            const kvfp8_block_hash *first = &hashes[b->dprev - 1];
+            if (first->len != hashes[k].len || memcmp(first->bytes, hashes[k].bytes, first->len) != 0)
+                st = kvfp8_fail(KVFP8_ERR_STATE, "pool: block %u listed twice with different hashes (entries %u, %zu)",
+                                ids[k], b->dprev - 1, k);
+        } else {
+            b->dprev = (uint32_t)k + 1;
+        }
+    }
+    for (size_t j = 0; j < k && j < n; j++)
+        if (ids[j] < p->num_blocks && !p->blocks[ids[j]].cached) p->blocks[ids[j]].dprev = 0;
+    if (st != KVFP8_OK) return st;
+    /* Register in order, the table slots of a batch requested ahead of use. */
+    uint64_t kh[POOL_BATCH];
+    for (size_t i0 = 0; i0 < n; i0 += POOL_BATCH) {
+        size_t m = n - i0 < POOL_BATCH ? n - i0 : POOL_BATCH;
+        for (size_t j = 0; j < m; j++) {
+            size_t len = make_key(key, &hashes[i0 + j], group);
+            kh[j] = key_hash(key, len);
+            prefetch(&p->slots[(uint32_t)kh[j] & p->slot_mask]);
+        }
+        for (size_t j = 0; j < m; j++) {
+            uint32_t id = ids[i0 + j];
+            if (p->blocks[id].cached) continue; /* registered already, same key */
+            size_t len = make_key(key, &hashes[i0 + j], group);
+            insert_key(p, id, key, len, kh[j]);
+        }
+    }
     return KVFP8_OK;
 }
 
@@ -361,13 +472,47 @@ kvfp8_status kvfp8_pool_lookup(const kvfp8_pool *p, const kvfp8_block_hash *hash
     return KVFP8_OK;
 }
 
+kvfp8_status kvfp8_pool_lookup_many(const kvfp8_pool *p, const kvfp8_block_hash *hashes, size_t n, uint32_t group,
+                                    uint32_t *ids) {
+    for (size_t i = 0; i < n; i++) {
+        kvfp8_status st = check_hash("lookup_many", &hashes[i]);
+        if (st != KVFP8_OK) return kvfp8_fail(st, "%s (entry %zu)", kvfp8_last_error(), i);
+    }
+    uint8_t key[POOL_BATCH][KVFP8_POOL_KEY_MAX];
+    size_t len[POOL_BATCH];
+    uint64_t kh[POOL_BATCH];
+    uint32_t cand[POOL_BATCH];
+    for (size_t i0 = 0; i0 < n; i0 += POOL_BATCH) {
+        size_t m = n - i0 < POOL_BATCH ? n - i0 : POOL_BATCH;
+        /* Three passes so that the slot loads, then the key loads, overlap. */
+        for (size_t j = 0; j < m; j++) {
+            len[j] = make_key(key[j], &hashes[i0 + j], group);
+            kh[j] = key_hash(key[j], len[j]);
+            prefetch(&p->slots[(uint32_t)kh[j] & p->slot_mask]);
+        }
+        for (size_t j = 0; j < m; j++) {
+            uint32_t si = (uint32_t)kh[j] & p->slot_mask;
+            while (p->slots[si].head && p->slots[si].khash != kh[j]) si = (si + 1) & p->slot_mask;
+            cand[j] = p->slots[si].head;
+            if (cand[j]) prefetch(&p->keys[cand[j]]);
+        }
+        for (size_t j = 0; j < m; j++) {
+            uint32_t c = cand[j];
+            if (c && !(p->keys[c].klen == len[j] && memcmp(p->keys[c].key, key[j], len[j]) == 0))
+                c = p->slots[find_slot(p, key[j], len[j], kh[j])].head; /* 64-bit hash collision */
+            ids[i0 + j] = c ? c : KVFP8_POOL_NO_BLOCK;
+        }
+    }
+    return KVFP8_OK;
+}
+
 kvfp8_status kvfp8_pool_evict(kvfp8_pool *p, const uint32_t *ids, size_t n) {
     for (size_t k = 0; k < n; k++)
         if (ids[k] >= p->num_blocks)
             return kvfp8_fail(KVFP8_ERR_INVALID, "pool: evict of block %u (entry %zu), out of range 0..%u", ids[k],
                               k, p->num_blocks - 1);
     for (size_t k = 0; k < n; k++)
-        if (p->blocks[ids[k]].klen) drop_key(p, ids[k]);
+        if (p->blocks[ids[k]].cached) drop_key(p, ids[k]);
     return KVFP8_OK;
 }
 
@@ -376,7 +521,7 @@ kvfp8_status kvfp8_pool_reset_prefix_cache(kvfp8_pool *p) {
     if (used)
         return kvfp8_fail(KVFP8_ERR_STATE, "pool: cannot reset the prefix cache while %u blocks are in use", used);
     for (uint32_t i = 1; i < p->num_blocks; i++) {
-        p->blocks[i].klen = 0;
+        p->blocks[i].cached = 0;
         p->blocks[i].dprev = p->blocks[i].dnext = 0;
     }
     memset(p->slots, 0, ((size_t)p->slot_mask + 1) * sizeof *p->slots);
@@ -394,13 +539,9 @@ kvfp8_status kvfp8_pool_get_block(const kvfp8_pool *p, uint32_t id, kvfp8_pool_b
     memset(info, 0, sizeof *info);
     info->ref_cnt = id == KVFP8_POOL_NULL_BLOCK ? 0 : (uint32_t)b->ref;
     info->in_free_queue = id != KVFP8_POOL_NULL_BLOCK && b->ref == 0;
-    if (b->klen) {
-        size_t hl = (size_t)b->klen - 4;
+    if (b->cached) {
         info->cached = 1;
-        info->hash.len = (uint8_t)hl;
-        memcpy(info->hash.bytes, b->key, hl);
-        info->group = ((uint32_t)b->key[hl] << 24) | ((uint32_t)b->key[hl + 1] << 16) |
-                      ((uint32_t)b->key[hl + 2] << 8) | b->key[hl + 3];
+        split_key(&p->keys[id], &info->hash, &info->group);
     }
     return KVFP8_OK;
 }
@@ -431,9 +572,12 @@ kvfp8_status kvfp8_pool_check(const kvfp8_pool *p) {
         const pool_block *b = &p->blocks[i];
         if (b->ref < 0) return kvfp8_fail(KVFP8_ERR_STATE, "pool check: block %u has ref_cnt %d", i, b->ref);
         zero += b->ref == 0;
-        if (!b->klen) continue;
+        if (!b->cached) continue;
         keyed++;
-        uint32_t si = find_slot(p, b->key, b->klen, b->khash);
+        const pool_key *k = &p->keys[i];
+        if (k->klen < 5 || k->klen > KVFP8_POOL_KEY_MAX || k->khash != key_hash(k->key, k->klen))
+            return kvfp8_fail(KVFP8_ERR_STATE, "pool check: block %u's key is malformed", i);
+        uint32_t si = find_slot(p, k->key, k->klen, k->khash);
         if (p->slots[si].head == 0)
             return kvfp8_fail(KVFP8_ERR_STATE, "pool check: block %u's key is not in the table", i);
         uint32_t c = p->slots[si].head, steps = 0;
@@ -442,7 +586,7 @@ kvfp8_status kvfp8_pool_check(const kvfp8_pool *p) {
     }
     if (zero != count)
         return kvfp8_fail(KVFP8_ERR_STATE, "pool check: %u blocks have ref_cnt 0 but %u are queued", zero, count);
-    if (p->blocks[0].klen) return kvfp8_fail(KVFP8_ERR_STATE, "pool check: the null block carries a key");
+    if (p->blocks[0].cached) return kvfp8_fail(KVFP8_ERR_STATE, "pool check: the null block carries a key");
     if (keyed != p->num_cached)
         return kvfp8_fail(KVFP8_ERR_STATE, "pool check: %u blocks keyed but num_cached is %u", keyed,
                           p->num_cached);
@@ -452,14 +596,14 @@ kvfp8_status kvfp8_pool_check(const kvfp8_pool *p) {
         if (!sl->head) continue;
         uint32_t prev = 0, c = sl->head;
         for (; c; prev = c, c = p->blocks[c].dnext) {
-            if (c >= p->num_blocks || !p->blocks[c].klen || p->blocks[c].khash != sl->khash ||
+            if (c >= p->num_blocks || !p->blocks[c].cached || p->keys[c].khash != sl->khash ||
                 p->blocks[c].dprev != prev || ++chained > p->num_cached)
                 return kvfp8_fail(KVFP8_ERR_STATE, "pool check: key chain at slot %u is broken at block %u", si, c);
         }
         if (sl->tail != prev)
             return kvfp8_fail(KVFP8_ERR_STATE, "pool check: key slot %u's tail is %u, chain ends at %u", si, sl->tail,
                               prev);
-        if (find_slot(p, p->blocks[sl->head].key, p->blocks[sl->head].klen, sl->khash) != si)
+        if (find_slot(p, p->keys[sl->head].key, p->keys[sl->head].klen, sl->khash) != si)
             return kvfp8_fail(KVFP8_ERR_STATE, "pool check: key slot %u is unreachable by probing", si);
     }
     if (chained != p->num_cached)

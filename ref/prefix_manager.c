@@ -326,16 +326,18 @@ kvfp8_status kvfp8_pm_get_computed_blocks(kvfp8_pm *m, const char *id, uint32_t 
     if (max_blocks > r->n_hashes) max_blocks = r->n_hashes;
     if (!grow_groups(r->pending, m->num_groups, &r->cap_pending, max_blocks ? max_blocks : 1))
         return kvfp8_fail(KVFP8_ERR_NOMEM, "manager: request %s: out of memory for the lookup", id);
+    /* Chunks of consecutive hashes go to the pool together so that their cache
+     * misses overlap; each later group only re-checks what still hits. */
     size_t k = 0;
-    for (; k < max_blocks; k++) {
-        int all = 1;
-        for (uint32_t g = 0; g < m->num_groups && all; g++) {
-            uint32_t b;
-            kvfp8_pool_lookup(m->pool, &r->hashes[k], g, &b);
-            if (b == KVFP8_POOL_NO_BLOCK) all = 0;
-            else r->pending[g][k] = b;
+    while (k < max_blocks) {
+        size_t chunk = max_blocks - k < 16 ? max_blocks - k : 16, run = chunk;
+        for (uint32_t g = 0; g < m->num_groups && run; g++) {
+            kvfp8_pool_lookup_many(m->pool, &r->hashes[k], run, g, &r->pending[g][k]);
+            for (size_t j = 0; j < run; j++)
+                if (r->pending[g][k + j] == KVFP8_POOL_NO_BLOCK) run = j;
         }
-        if (!all) break; /* hashes chain, so nothing after a miss can be a prefix */
+        k += run;
+        if (run < chunk) break; /* hashes chain, so nothing after a miss can be a prefix */
     }
     r->n_pending = k;
     r->has_pending = 1;
@@ -429,12 +431,26 @@ kvfp8_status kvfp8_pm_allocate_slots(kvfp8_pm *m, const char *id, uint32_t num_n
          * the same step can already hit these blocks (vLLM's cache_blocks runs
          * inside allocate_slots).  Lookahead slots are never registered. */
         uint32_t full = r->num_computed / bs;
-        for (uint32_t g = 0; g < m->num_groups; g++)
+        for (uint32_t g = 0; full > r->num_cached && g < m->num_groups; g++) {
+            /* Fresh blocks carry no key; one that does (registered through the pool
+             * API behind the manager's back) keeps it, as vLLM keeps a hit block's. */
+            int fresh = 1;
+            for (uint32_t i = r->num_cached; i < full && fresh; i++) {
+                kvfp8_pool_block_info bi;
+                kvfp8_pool_get_block(m->pool, r->blocks[g][i], &bi);
+                fresh = !bi.cached;
+            }
+            if (fresh) {
+                kvfp8_pool_cache_blocks(m->pool, r->blocks[g] + r->num_cached, r->hashes + r->num_cached,
+                                        full - r->num_cached, g);
+                continue;
+            }
             for (uint32_t i = r->num_cached; i < full; i++) {
                 kvfp8_pool_block_info bi;
                 kvfp8_pool_get_block(m->pool, r->blocks[g][i], &bi);
                 if (!bi.cached) kvfp8_pool_cache_block(m->pool, r->blocks[g][i], &r->hashes[i], g);
             }
+        }
         if (full > r->num_cached) r->num_cached = full;
     }
     return KVFP8_OK;

@@ -245,6 +245,27 @@ static void test_group_ids_and_key_layout(void **state) {
     kvfp8_pool_destroy(p);
 }
 
+static void test_lookup_many(void **state) {
+    (void)state;
+    kvfp8_pool *p = new_pool(64, 0);
+    uint32_t b[40];
+    kvfp8_block_hash h[40];
+    assert_int_equal(kvfp8_pool_allocate(p, 40, b), KVFP8_OK);
+    for (int i = 0; i < 40; i++) {
+        h[i] = H(4, (uint8_t)i);
+        if (i % 3 != 2) assert_int_equal(kvfp8_pool_cache_block(p, b[i], &h[i], 1), KVFP8_OK);
+    }
+    uint32_t got[40];
+    assert_int_equal(kvfp8_pool_lookup_many(p, h, 40, 1, got), KVFP8_OK); /* crosses batches */
+    for (int i = 0; i < 40; i++) assert_int_equal(got[i], i % 3 != 2 ? b[i] : KVFP8_POOL_NO_BLOCK);
+    assert_int_equal(kvfp8_pool_lookup_many(p, h, 40, 0, got), KVFP8_OK); /* other group: all miss */
+    for (int i = 0; i < 40; i++) assert_int_equal(got[i], KVFP8_POOL_NO_BLOCK);
+    h[33].len = 0;
+    assert_int_equal(kvfp8_pool_lookup_many(p, h, 40, 1, got), KVFP8_ERR_INVALID);
+    assert_error_mentions("entry 33");
+    kvfp8_pool_destroy(p);
+}
+
 static void test_cache_block_errors(void **state) {
     (void)state;
     kvfp8_pool *p = new_pool(4, 0);
@@ -258,6 +279,44 @@ static void test_cache_block_errors(void **state) {
     assert_int_equal(kvfp8_pool_cache_block(p, id, &h2, 0), KVFP8_ERR_STATE); /* another key */
     assert_int_equal(kvfp8_pool_cache_block(p, id, &h, 1), KVFP8_ERR_STATE);  /* another group */
     assert_int_equal(lookup(p, h, 0), id);
+    kvfp8_pool_destroy(p);
+}
+
+static void test_cache_blocks_batch(void **state) {
+    (void)state;
+    kvfp8_pool *p = new_pool(40, 1);
+    uint32_t b[20];
+    kvfp8_block_hash h[20];
+    assert_int_equal(kvfp8_pool_allocate(p, 20, b), KVFP8_OK);
+    prompt_hashes(h, 20, 6);
+    /* The same block twice with two hashes: refused, nothing registered. */
+    uint32_t ids[20];
+    memcpy(ids, b, sizeof ids);
+    ids[17] = b[3];
+    assert_int_equal(kvfp8_pool_cache_blocks(p, ids, h, 20, 2), KVFP8_ERR_STATE);
+    assert_error_mentions("entries 3, 17");
+    assert_int_equal(kvfp8_pool_num_cached(p), 0);
+    kvfp8_pool_event ev[64];
+    assert_int_equal(kvfp8_pool_take_events(p, ev, 64), 0);
+    /* A free block anywhere in the list: refused likewise. */
+    uint32_t freed = b[19];
+    assert_int_equal(kvfp8_pool_free(p, &freed, 1), KVFP8_OK);
+    assert_int_equal(kvfp8_pool_cache_blocks(p, b, h, 20, 2), KVFP8_ERR_STATE);
+    assert_error_mentions("entry 19");
+    assert_int_equal(kvfp8_pool_num_cached(p), 0);
+    assert_int_equal(kvfp8_pool_check(p), KVFP8_OK);
+    /* Twice with the same hash is fine, and so is one already registered under it. */
+    kvfp8_block_hash hh[20];
+    memcpy(hh, h, sizeof hh);
+    ids[17] = b[3];
+    hh[17] = h[3];
+    assert_int_equal(kvfp8_pool_cache_block(p, b[0], &h[0], 2), KVFP8_OK);
+    assert_int_equal(kvfp8_pool_cache_blocks(p, ids, hh, 19, 2), KVFP8_OK);
+    assert_int_equal(kvfp8_pool_num_cached(p), 18); /* 0..18 minus the repeat of 3 */
+    for (int i = 0; i < 19; i++)
+        if (i != 17) assert_int_equal(lookup(p, h[i], 2), b[i]);
+    assert_int_equal(kvfp8_pool_take_events(p, ev, 64), 18); /* one STORED per new key */
+    assert_int_equal(kvfp8_pool_check(p), KVFP8_OK);
     kvfp8_pool_destroy(p);
 }
 
@@ -796,7 +855,9 @@ int main(void) {
         cmocka_unit_test(test_lazy_eviction),
         cmocka_unit_test(test_duplicate_keys_first_registered),
         cmocka_unit_test(test_group_ids_and_key_layout),
+        cmocka_unit_test(test_lookup_many),
         cmocka_unit_test(test_cache_block_errors),
+        cmocka_unit_test(test_cache_blocks_batch),
         cmocka_unit_test(test_pool_exhausted_all_or_nothing),
         cmocka_unit_test(test_double_free_all_or_nothing),
         cmocka_unit_test(test_reset_prefix_cache),

@@ -93,10 +93,24 @@ kvfp8_status kvfp8_pool_touch(kvfp8_pool *pool, const uint32_t *ids, size_t n);
 kvfp8_status kvfp8_pool_cache_block(kvfp8_pool *pool, uint32_t id,
                                     const kvfp8_block_hash *hash, uint32_t group);
 
+/* kvfp8_pool_cache_block for ids[k] under hashes[k], k = 0..n-1, in order, in one
+ * group: what the manager does when a chunk fills several blocks.  All or nothing:
+ * every entry is checked first (a block listed twice must be listed with the same
+ * hash), and on any error nothing is registered. */
+kvfp8_status kvfp8_pool_cache_blocks(kvfp8_pool *pool, const uint32_t *ids, const kvfp8_block_hash *hashes,
+                                     size_t n, uint32_t group);
+
 /* The earliest-registered block still carrying (hash, group), or
  * KVFP8_POOL_NO_BLOCK.  Does not touch it. */
 kvfp8_status kvfp8_pool_lookup(const kvfp8_pool *pool, const kvfp8_block_hash *hash,
                                uint32_t group, uint32_t *id);
+
+/* kvfp8_pool_lookup for each of hashes[0..n) in one group, into ids[0..n): the
+ * same answers, with the cache misses of independent lookups overlapped (a prefix
+ * walk looks up a run of consecutive block hashes).  Fails, writing nothing, if any
+ * hash is malformed. */
+kvfp8_status kvfp8_pool_lookup_many(const kvfp8_pool *pool, const kvfp8_block_hash *hashes, size_t n,
+                                    uint32_t group, uint32_t *ids);
 
 /* Drops the cache key of each listed block, in use or not, leaving its reference
  * count and queue position alone (vLLM's evict_blocks).  Blocks without a key are

@@ -212,9 +212,19 @@ MODEL_NO_COVERAGE static int compare_manager(pool_check *pc) {
         /* Every hash the operated-on request carries, in each group and one group
          * beyond: present keys are all checked by compare_pool, this adds misses. */
         if (strcmp(r->id, pc->focus) != 0) continue;
-        for (uint32_t i = 0; i < r->n_hashes && i < 64; i++)
-            for (uint32_t g = 0; g <= m->num_groups; g++)
+        uint32_t nh = r->n_hashes < 64 ? r->n_hashes : 64, many[64];
+        for (uint32_t g = 0; g <= m->num_groups; g++) {
+            if (kvfp8_pool_lookup_many(pc->pool, r->hashes, nh, g, many) != KVFP8_OK)
+                return mismatch(pc, "lookup_many failed: %s", kvfp8_last_error());
+            for (uint32_t i = 0; i < nh; i++) {
                 if (compare_lookup(pc, &r->hashes[i], g)) return 1;
+                uint32_t want;
+                model_pool_lookup(&m->pool, &r->hashes[i], g, &want);
+                if (many[i] != want)
+                    return mismatch(pc, "lookup_many of request %s hash %u in group %u: real %u, model %u", r->id,
+                                    i, g, many[i], want);
+            }
+        }
     }
     const kvfp8_prefix_cache_stats *s = kvfp8_pm_stats(pc->pm);
     if (memcmp(s, &m->stats, sizeof *s) != 0)
