@@ -126,9 +126,10 @@ kvfp8_status kvfp8_enc_plan_init(kvfp8_enc_plan *p, const kvfp8_fp8_rules *r,
     p->inf_differs = memcmp(r->inf_code, r->overflow_code, 2) != 0;
     p->nan_differs = memcmp(r->nan_code, r->overflow_code, 2) != 0;
 
-    /* The divisor.  HIP divides a half by the half-rounded scale. */
+    /* The divisor.  HIP (vLLM's ROCm write) divides the half by the float scale in
+     * float32 and rounds the quotient to half before converting. */
     p->half_round = src == KVFP8_SRC_F16 && r->half_scale_in_half;
-    const float d = p->half_round ? bits_f32(half_round_bits(f32_bits(scale))) : scale;
+    const float d = scale;
     const uint32_t db = f32_bits(d);
     p->divisor = d;
     if (d == 1.0f) {

@@ -156,11 +156,10 @@ uint8_t kvfp8_fp8_encode_scaled_ref(const kvfp8_fp8_rules *r, kvfp8_source src,
     case KVFP8_SRC_F16: {
         const float x = kvfp8_f16_to_f32((uint16_t)source_bits);
         if (r->half_scale_in_half) {
-            /* HIP: half(x) / half(scale), rounded to half.  float32 division of two
-             * halves followed by rounding to half is the correctly rounded half
-             * quotient (24 >= 2*11 + 2 bits), so this is exactly a half division. */
-            const float half_scale = kvfp8_f16_to_f32(kvfp8_f32_to_f16(scale));
-            const float q = kvfp8_f16_to_f32(kvfp8_f32_to_f16(x / half_scale));
+            /* vLLM on ROCm: `tmp.data /= scale` with a _Float16 and a float: the
+             * quotient is computed in float32 and rounded to half on assignment, then
+             * converted: a double rounding (docs/fp8-hip.md). */
+            const float q = kvfp8_f16_to_f32(kvfp8_f32_to_f16(x / scale));
             return kvfp8_fp8_encode_value_ref(r, (double)q);
         }
         return kvfp8_fp8_encode_value_ref(r, (double)(x / scale));

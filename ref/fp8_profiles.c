@@ -15,8 +15,8 @@
 static const char *const format_names[KVFP8_FORMAT_COUNT] = {"e4m3fn", "e5m2", "e4m3fnuz",
                                                              "e5m2fnuz"};
 static const char *const mode_names[KVFP8_MODE_COUNT] = {"sat", "nonsat"};
-static const char *const profile_names[KVFP8_PROFILE_COUNT] = {"ocp", "nvidia", "torch",
-                                                               "mldtypes", "hip"};
+static const char *const profile_names[KVFP8_PROFILE_COUNT] = {
+    "ocp", "nvidia", "torch", "mldtypes", "hip", "hip-6.2", "hip-next"};
 static const char *const source_names[KVFP8_SOURCE_COUNT] = {"f32", "f16", "bf16"};
 
 static const char *const profile_descriptions[KVFP8_PROFILE_COUNT] = {
@@ -26,8 +26,12 @@ static const char *const profile_descriptions[KVFP8_PROFILE_COUNT] = {
     "for __NV_SATFINITE, cuda_fp8.hpp's software path for __NV_NOSAT; E4M3FN and E5M2",
     "PyTorch tensor.to(torch.float8_*) (c10 Float8 types); no saturating mode",
     "ml_dtypes numpy casts (astype) to float8_*; no saturating mode",
-    "ROCm amd_hip_fp8.h host path (ROCm 6.3): overflow tested before rounding, "
-    "half inputs divided by the scale in half precision",
+    "ROCm 6.3 amd_hip_fp8.h host path (ROCm/clr e729f0870): overflow tested before rounding; "
+    "SATFINITE maps +-Inf, and NaN in FNUZ, to +-max",
+    "ROCm 6.2 amd_hip_fp8.h host path (ROCm/clr d7b0d78fa): FNUZ only, overflow after rounding, "
+    "NONSAT overflow gives the finite code 0x78/0x7C (a header bug)",
+    "later ROCm/clr amd_hip_fp8.h (00387053): as hip, but +-Inf gives NaN (Inf for e5m2) in every mode "
+    "and FNUZ NaN stays NaN",
 };
 
 #define NAME_FUNCS(type, names, count, label)                                                  \
@@ -76,6 +80,10 @@ kvfp8_status kvfp8_fp8_rules_get(kvfp8_format f, kvfp8_mode m, kvfp8_profile p,
         return kvfp8_fail(KVFP8_ERR_UNSUPPORTED,
                           "profile %s does not define format %s (only e4m3fn and e5m2)",
                           profile_names[p], format_names[f]);
+    if (p == KVFP8_PROFILE_HIP_62 && !fnuz)
+        return kvfp8_fail(KVFP8_ERR_UNSUPPORTED,
+                          "profile hip-6.2 does not define format %s (ROCm 6.2's header has only the FNUZ formats)",
+                          format_names[f]);
     if ((p == KVFP8_PROFILE_TORCH || p == KVFP8_PROFILE_MLDTYPES) && sat)
         return kvfp8_fail(KVFP8_ERR_UNSUPPORTED,
                           "profile %s does not define mode sat (its casts never saturate; "
@@ -145,18 +153,37 @@ kvfp8_status kvfp8_fp8_rules_get(kvfp8_format f, kvfp8_mode m, kvfp8_profile p,
             set2(r.nan_code, SIGNED(0x7E));
         break;
     case KVFP8_PROFILE_HIP:
-        /* amd_hip_fp8.h host path: |x| > max tested before rounding; NaN keeps its
-         * sign; Inf is NaN for E4M3 and FNUZ even under SATFINITE, Inf for E5M2. */
+    case KVFP8_PROFILE_HIP_NEXT:
+        /* amd_hip_fp8.h host path (docs/fp8-hip.md): |x| > max is tested on the
+         * input, before rounding; the NaN code keeps the input's sign in the OCP
+         * formats; vLLM's ROCm write rounds a half quotient to half first. */
         r.overflow_before_rounding = 1;
         r.half_scale_in_half = 1;
         if (fnuz)
             set2(r.nan_code, FNUZ_NAN);
         else
             set2(r.nan_code, SIGNED(0x7F));
-        if (f == KVFP8_E5M2)
-            set2(r.inf_code, SIGNED(0x7C));
-        else
-            memcpy(r.inf_code, r.nan_code, 2);
+        if (p == KVFP8_PROFILE_HIP && fnuz && sat)
+            set2(r.nan_code, max_pos, max_neg); /* ROCm 6.3: clip turns the FNUZ NaN into +-max */
+        if (p == KVFP8_PROFILE_HIP_NEXT) {
+            /* later trees: Inf is NaN in E4M3 and FNUZ, Inf in E5M2, whatever the mode */
+            if (f == KVFP8_E5M2)
+                set2(r.inf_code, SIGNED(0x7C));
+            else
+                memcpy(r.inf_code, r.nan_code, 2);
+        }
+        break;
+    case KVFP8_PROFILE_HIP_62:
+        /* ROCm 6.2 (FNUZ only): overflow after rounding; NaN and Inf give 0x80 in both
+         * modes; NONSAT overflow gives (sign << 7) + (all-ones exponent << mantissa
+         * bits), a finite code: 0x78 (+128) in e4m3fnuz, 0x7C (+32768) in e5m2fnuz. */
+        r.half_scale_in_half = 1;
+        set2(r.nan_code, FNUZ_NAN);
+        set2(r.inf_code, FNUZ_NAN);
+        if (!sat) {
+            const uint8_t ovf = f == KVFP8_E4M3FNUZ ? 0x78 : 0x7C;
+            set2(r.overflow_code, ovf, (uint8_t)(ovf | 0x80));
+        }
         break;
     }
     *out = r;

@@ -42,9 +42,11 @@ typedef enum {
     KVFP8_PROFILE_NVIDIA = 1,
     KVFP8_PROFILE_TORCH = 2,
     KVFP8_PROFILE_MLDTYPES = 3,
-    KVFP8_PROFILE_HIP = 4
+    KVFP8_PROFILE_HIP = 4,      /* ROCm 6.3's amd_hip_fp8.h (the W7900 stack of vLLM #13147) */
+    KVFP8_PROFILE_HIP_62 = 5,   /* ROCm 6.2's header: FNUZ only, overflow after rounding */
+    KVFP8_PROFILE_HIP_NEXT = 6  /* later ROCm/clr trees: Inf is NaN (Inf for e5m2) in every mode */
 } kvfp8_profile;
-#define KVFP8_PROFILE_COUNT 5
+#define KVFP8_PROFILE_COUNT 7
 
 typedef enum {
     KVFP8_SRC_F32 = 0,
@@ -73,8 +75,9 @@ typedef struct {
     uint8_t inf_code[2];         /* result for +-Inf */
     uint8_t nan_code[2];         /* result for a NaN of either sign bit */
     uint8_t zero_code[2];        /* result for +-0 and for values that round to zero */
-    /* HIP divides a half input by the scale in half precision (a double rounding)
-     * before converting; everyone else widens to float32 first. */
+    /* vLLM on ROCm divides a half input by the (float) scale in float32 and rounds
+     * the quotient to half before converting (a double rounding); everyone else
+     * converts the float32 quotient directly. */
     int half_scale_in_half;
     /* The profile leaves the NaN code open (OCP: "a NaN"): a port may return any NaN
      * code and still conform.  The reference still returns nan_code. */
@@ -116,7 +119,7 @@ uint8_t kvfp8_fp8_encode_bf16_ref(const kvfp8_fp8_rules *r, uint16_t bf16_bits);
 /* vLLM's scaled conversion (the KV-cache write), reference:
  *   code = encode((float)x / scale)       IEEE float32 division, not x * (1/scale);
  * except for a half source under a profile with half_scale_in_half, where
- *   code = encode(half(x / half(scale))). */
+ *   code = encode(half((float)x / scale)). */
 uint8_t kvfp8_fp8_encode_scaled_ref(const kvfp8_fp8_rules *r, kvfp8_source src,
                                     uint32_t source_bits, float scale);
 
