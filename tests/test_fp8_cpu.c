@@ -113,14 +113,15 @@ static int all_tables(kvfp8_fp8_rules *out, int max, int verbose) {
 
 /* Scales: 1 (no division), powers of two (the exact-multiply substitute), plain
  * divisions, 1/448 (a KV cache's typical amax/448), a subnormal scale, a huge one,
- * and for HIP's half-rounded scale one that rounds to half Inf (65520) and one
- * that rounds to half zero (1e-8). */
-#define NSCALES 13
+ * and for HIP's half-rounded scale: one that rounds to half Inf (65520), one that
+ * rounds to half zero (1e-8), one that rounds to 1 (no division at all) and one
+ * that rounds to a power of two (the multiply). */
+#define NSCALES 15
 static float scales[NSCALES];
 static void init_scales(void) {
     const float s[NSCALES] = {1.0f,     0.5f,    3.0f,     1.0f / 448.0f, 1e-3f,
                               17.25f,   0.0f,    0x1p-20f, 0x1p100f,      65520.0f,
-                              1e-8f,    3e38f,   0x1p126f};
+                              1e-8f,    3e38f,   0x1p126f, 1.0001f,       0.50001f};
     memcpy(scales, s, sizeof s);
     scales[6] = f32_of(0x00012345u); /* subnormal, about 1.04e-40 */
 }
@@ -532,6 +533,9 @@ int main(int argc, char **argv) {
         printf("active=%s\n", kvfp8_cpu_impl_name(kvfp8_cpu_impl_active()));
         return 0;
     }
+    /* Line-buffered: cmocka writes some lines to stderr, and a fully buffered stdout
+     * split mid-line would glue them to ours, out of reach of the runner's greps. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     init_scales();
     const int quick = quick_reason() != NULL;
     /* The test's name says which f32 run it is, so a sampled run is never mistaken
