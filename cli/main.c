@@ -14,6 +14,9 @@ typedef struct {
 static const subcommand subcommands[] = {
     {"fp8", kvfp8_cmd_fp8, "FP8 tables, encode and decode under a named vendor profile"},
     {"hash", kvfp8_cmd_hash, "vLLM prefix-cache block hashes of token ids"},
+    {"run", kvfp8_cmd_run, "serve prompts with the tiny model: FP8 KV cache, prefix caching, metrics"},
+    {"calibrate", kvfp8_cmd_calibrate, "write k/v scales (none, random-token, dataset) as llm-compressor does"},
+    {"quality", kvfp8_cmd_quality, "attention error, saturation and agreement of each calibration vs BF16"},
     {"scales", kvfp8_cmd_scales, "KV-cache scales of a checkpoint as vLLM loads them; write, fingerprint"},
 };
 

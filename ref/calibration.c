@@ -136,7 +136,7 @@ static void end_batch(dataset_obs *o) {
 
 static kvfp8_status calibrate_dataset(const kvfp8_model *m, const kvfp8_calib_options *opt, float *k, float *v,
                                       int *count) {
-    const kvfp8_model_config *mc = kvfp8_model_get_config(m);
+    const kvfp8_tiny_config *mc = kvfp8_model_get_config(m);
     dataset_obs o = {mc->num_layers, mc->num_kv_heads, mc->head_size, opt->per_head, opt->observer, 0, NULL, NULL, NULL, NULL};
     const size_t n = (size_t)mc->num_layers * mc->num_kv_heads;
     o.batch_k = calloc(n, sizeof(float));
@@ -181,7 +181,7 @@ done:
 }
 
 kvfp8_status kvfp8_calibrate(const kvfp8_model *m, const kvfp8_calib_options *o, float *k, float *v, int *count) {
-    const kvfp8_model_config *mc = kvfp8_model_get_config(m);
+    const kvfp8_tiny_config *mc = kvfp8_model_get_config(m);
     switch (o->mode) {
     case KVFP8_CALIB_NONE:
         for (int l = 0; l < mc->num_layers; l++)
@@ -287,7 +287,7 @@ done:
 kvfp8_status kvfp8_quality_measure(const kvfp8_model *m, const char *const *texts, size_t n_texts, const float *k,
                                    const float *v, int count, int max_tokens, kvfp8_quality *q) {
     memset(q, 0, sizeof *q);
-    const kvfp8_model_config *mc = kvfp8_model_get_config(m);
+    const kvfp8_tiny_config *mc = kvfp8_model_get_config(m);
     kvfp8_kv_storage bf16 = {0, KVFP8_DTYPE_BF16, {0}}, fp8 = {1, KVFP8_DTYPE_BF16, {0}};
     kvfp8_status st = kvfp8_fp8_rules_get(KVFP8_E4M3FN, KVFP8_SAT, KVFP8_PROFILE_NVIDIA, &fp8.fp8);
     if (st != KVFP8_OK)

@@ -14,7 +14,7 @@
 struct kvfp8_engine {
     kvfp8_engine_config cfg;
     const kvfp8_model *model;
-    kvfp8_model_config mc;
+    kvfp8_tiny_config mc;
     kvfp8_backend backend;
     kvfp8_kv_storage storage;
     const char *dtype_label; /* as echoed: "auto", "fp8", "fp8_e4m3", ... */

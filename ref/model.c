@@ -10,7 +10,7 @@
 #include <string.h>
 
 struct kvfp8_model {
-    kvfp8_model_config cfg;
+    kvfp8_tiny_config cfg;
     float *embed;   /* [vocab][hidden] */
     float *lm_head; /* [vocab][hidden] */
     float *final_norm;
@@ -20,7 +20,7 @@ struct kvfp8_model {
     } *layers;
 };
 
-void kvfp8_model_default_config(kvfp8_model_config *cfg) {
+void kvfp8_model_default_config(kvfp8_tiny_config *cfg) {
     cfg->vocab_size = 512;
     cfg->hidden_size = 256;
     cfg->num_layers = 2;
@@ -97,7 +97,7 @@ void kvfp8_model_destroy(kvfp8_model *m) {
     free(m);
 }
 
-kvfp8_status kvfp8_model_create(const kvfp8_model_config *cfg, kvfp8_model **out) {
+kvfp8_status kvfp8_model_create(const kvfp8_tiny_config *cfg, kvfp8_model **out) {
     *out = NULL;
     if (cfg->vocab_size <= 0 || cfg->hidden_size <= 0 || cfg->num_layers <= 0 || cfg->num_kv_heads <= 0 ||
         cfg->num_q_heads % cfg->num_kv_heads || cfg->head_size % 2 || cfg->intermediate_size <= 0 ||
@@ -194,9 +194,9 @@ kvfp8_status kvfp8_model_create(const kvfp8_model_config *cfg, kvfp8_model **out
 }
 
 
-const kvfp8_model_config *kvfp8_model_get_config(const kvfp8_model *m) { return &m->cfg; }
+const kvfp8_tiny_config *kvfp8_model_get_config(const kvfp8_model *m) { return &m->cfg; }
 
-static void rms_norm(const kvfp8_model_config *c, const float *x, const float *w, float *y) {
+static void rms_norm(const kvfp8_tiny_config *c, const float *x, const float *w, float *y) {
     double ss = 0;
     for (int i = 0; i < c->hidden_size; i++)
         ss += (double)x[i] * x[i];
@@ -216,7 +216,7 @@ static void linear(kvfp8_model_dtype dt, const float *w, const float *x, int row
     }
 }
 
-static void rope(const kvfp8_model_config *c, float *x, int heads, int pos) {
+static void rope(const kvfp8_tiny_config *c, float *x, int heads, int pos) {
     const int D = c->head_size, half = D / 2;
     for (int h = 0; h < heads; h++) {
         float *v = x + (size_t)h * D;
@@ -258,7 +258,7 @@ int64_t kvfp8_argmax(const float *logits, int n) {
 
 kvfp8_status kvfp8_model_forward(const kvfp8_model *m, const int64_t *tokens, const int *positions, int n,
                                  kvfp8_attend_fn attend, void *ctx, float *logits_last) {
-    const kvfp8_model_config *c = &m->cfg;
+    const kvfp8_tiny_config *c = &m->cfg;
     const int H = c->hidden_size, D = c->head_size, QH = c->num_q_heads, KVH = c->num_kv_heads;
     const int I = c->intermediate_size;
     if (n <= 0)

@@ -41,15 +41,15 @@ typedef struct {
     float domain_square;   /* gain of layer 0's squaring neuron that drives later outliers */
     kvfp8_model_dtype dtype;
     uint64_t seed;
-} kvfp8_model_config;
+} kvfp8_tiny_config;
 
-void kvfp8_model_default_config(kvfp8_model_config *cfg);
+void kvfp8_model_default_config(kvfp8_tiny_config *cfg);
 
 typedef struct kvfp8_model kvfp8_model;
 
-kvfp8_status kvfp8_model_create(const kvfp8_model_config *cfg, kvfp8_model **out);
+kvfp8_status kvfp8_model_create(const kvfp8_tiny_config *cfg, kvfp8_model **out);
 void kvfp8_model_destroy(kvfp8_model *m);
-const kvfp8_model_config *kvfp8_model_get_config(const kvfp8_model *m);
+const kvfp8_tiny_config *kvfp8_model_get_config(const kvfp8_model *m);
 
 /* Called once per layer with the chunk's n tokens: q [n][num_q_heads][head_size],
  * k and v [n][num_kv_heads][head_size] (model-dtype values as float32).  It must
