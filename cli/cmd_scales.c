@@ -296,7 +296,7 @@ static int parse_values(const char *opt, const char *text, float *dst, size_t n)
         char *end;
         errno = 0;
         const float x = strtof(p, &end);
-        if (end == p || (*end && *end != ',') || errno == ERANGE)
+        if (end == p || (*end && *end != ',') || (errno == ERANGE && isinf(x)))
             return kvfp8_cli_usage_error(cmd, "%s: value %zu of '%s' is not a number", opt, count, text);
         if (!(isfinite(x) && x > 0))
             return kvfp8_cli_usage_error(cmd, "%s: value %zu (%s) must be finite and > 0", opt, count, p);
@@ -369,7 +369,8 @@ static int run_round(scales_args *a, int argc, char **argv) {
         const float amax = strtof(argv[i], &end);
         float scale;
         uint32_t bits;
-        if (end == argv[i] || *end || errno == ERANGE || kvfp8_scales_round_amax(amax, a->dtype, &scale, &bits) != KVFP8_OK) {
+        /* Underflow (ERANGE with a subnormal or zero result) is a value; overflow is not. */
+        if (end == argv[i] || *end || (errno == ERANGE && isinf(amax)) || kvfp8_scales_round_amax(amax, a->dtype, &scale, &bits) != KVFP8_OK) {
             kvfp8_outbuf_free(&out);
             return kvfp8_cli_usage_error(cmd, "round: AMAX '%s' must be a finite number >= 0", argv[i]);
         }
