@@ -581,11 +581,9 @@ kvfp8_status kvfp8_st_serialize(const kvfp8_st_entry *entries, size_t n, const c
     for (size_t i = 0; i < n; i++) {
         const kvfp8_st_entry *e = &entries[i];
         const char *name = e->name ? e->name : "";
+        /* Any string is a name, the empty one included, as the format and the
+         * reader allow; only the metadata key is reserved. */
         tensor_field(field, sizeof field, name, "name");
-        if (!*name) {
-            st = wfail("tensor name", "must not be empty", NULL);
-            goto done;
-        }
         if (!strcmp(name, "__metadata__")) {
             st = wfail(field, "is reserved for the metadata", NULL);
             goto done;

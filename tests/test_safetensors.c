@@ -317,6 +317,30 @@ static void test_writer_failure_leaves_nothing_behind(void **state) {
     assert_int_equal(count_entries(tmpdir), 0);
 }
 
+static void test_writer_accepts_every_name_the_reader_does(void **state) {
+    (void)state;
+    /* The empty name and non-ASCII names are names (found by fuzz_safetensors:
+     * corpus input regress_empty_name.safetensors). */
+    const float f[2] = {1.0f, 2.0f};
+    const uint64_t one[1] = {1};
+    const kvfp8_st_entry e[2] = {{"", KVFP8_ST_F32, 1, one, &f[0]}, {"k\xc3\xa9\"\\", KVFP8_ST_F32, 1, one, &f[1]}};
+    uint8_t *out;
+    size_t len;
+    assert_int_equal(kvfp8_st_serialize(e, 2, NULL, NULL, 0, &out, &len), KVFP8_OK);
+    kvfp8_st_file rf;
+    assert_int_equal(kvfp8_st_parse(out, len, "w", NULL, NULL, &rf), KVFP8_OK);
+    assert_non_null(kvfp8_st_find(&rf, ""));
+    float x;
+    assert_int_equal(kvfp8_st_tensor_to_f32(&rf, kvfp8_st_find(&rf, "k\xc3\xa9\"\\"), &x), KVFP8_OK);
+    assert_true(x == 2.0f);
+    kvfp8_st_free(&rf);
+    free(out);
+    /* A name that is not UTF-8 cannot be a JSON key. */
+    const kvfp8_st_entry bad = {"\xff", KVFP8_ST_F32, 1, one, &f[0]};
+    assert_int_equal(kvfp8_st_serialize(&bad, 1, NULL, NULL, 0, &out, &len), KVFP8_ERR_INVALID);
+    assert_contains(kvfp8_last_error(), "UTF-8");
+}
+
 static void test_writer_replaces_an_existing_file_whole(void **state) {
     (void)state;
     char path[512];
@@ -571,6 +595,7 @@ int main(void) {
         T(test_writer_bytes_follow_the_format),
         T(test_writer_round_trip_through_a_file),
         T(test_writer_failure_leaves_nothing_behind),
+        T(test_writer_accepts_every_name_the_reader_does),
         T(test_writer_replaces_an_existing_file_whole),
         T(test_bad_truncated_length_field),
         T(test_bad_header_length_beyond_file),

@@ -132,8 +132,8 @@ typedef struct {
  * give the same bytes: tensors ordered by dtype (widest alignment first, in the
  * format's dtype order) then by name, a compact JSON header with "__metadata__"
  * first, padded with spaces to a multiple of 8 bytes.  Metadata is written in the
- * order given.  Refuses (naming the entry and field) an empty or duplicate name,
- * the name "__metadata__", a size that overflows or is not whole bytes, and
+ * order given.  Refuses (naming the entry and field) a duplicate name (the empty
+ * name is a name), the name "__metadata__", a size that overflows or is not whole bytes, and
  * duplicate metadata keys.  *out is malloc'd; the caller frees it. */
 kvfp8_status kvfp8_st_serialize(const kvfp8_st_entry *entries, size_t n,
                                 const char *const *meta_keys, const char *const *meta_values,
