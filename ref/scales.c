@@ -1079,12 +1079,19 @@ static json_t *config_json(const kvfp8_scales *s) {
                                "group_size", "block_structure", "actorder", "observer", "minmax", "observer_kwargs");
     if (!scheme)
         return NULL;
-    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:s, s:{s:s, s:s, s:s, s:{}, s:[], s:o}}", "num_hidden_layers",
-                     (json_int_t)s->num_layers, "num_attention_heads", (json_int_t)s->num_attention_heads,
-                     "num_key_value_heads", (json_int_t)s->num_kv_heads, "head_dim", (json_int_t)s->head_dim,
-                     "hidden_size", (json_int_t)s->hidden_size, "torch_dtype", torch_dtype_name(s->dtype),
-                     "quantization_config", "quant_method", "compressed-tensors", "format", "dense",
-                     "quantization_status", "compressed", "config_groups", "ignore", "kv_cache_scheme", scheme);
+    json_t *root = json_pack("{s:I, s:I, s:I, s:I, s:s, s:{s:s, s:s, s:s, s:{}, s:[], s:o}}", "num_hidden_layers",
+                             (json_int_t)s->num_layers, "num_attention_heads", (json_int_t)s->num_attention_heads,
+                             "num_key_value_heads", (json_int_t)s->num_kv_heads, "head_dim", (json_int_t)s->head_dim,
+                             "torch_dtype", torch_dtype_name(s->dtype), "quantization_config", "quant_method",
+                             "compressed-tensors", "format", "dense", "quantization_status", "compressed",
+                             "config_groups", "ignore", "kv_cache_scheme", scheme);
+    /* Scales loaded from a config that gives only head_dim have no hidden_size, and
+     * 0 is not a valid one. */
+    if (root && s->hidden_size && json_object_set_new(root, "hidden_size", json_integer((json_int_t)s->hidden_size))) {
+        json_decref(root);
+        return NULL;
+    }
+    return root;
 }
 
 kvfp8_status kvfp8_scales_save(const char *dir, const kvfp8_scales *s) {

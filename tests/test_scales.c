@@ -717,6 +717,15 @@ static void test_text_config_of_a_multimodal_model(void **state) {
     assert_int_equal(r.head_dim, 16);
     assert_int_equal(r.hidden_size, 0);
     assert_int_equal(r.k_source[0], KVFP8_SCALE_SRC_LOADED);
+    /* Saved again (no hidden_size to write) and loaded back: the same scales. */
+    assert_int_equal(kvfp8_scales_save(in_tmp("again"), &r), KVFP8_OK);
+    kvfp8_scales r2;
+    if (kvfp8_scales_load(in_tmp("again"), NULL, &r2) != KVFP8_OK)
+        fail_msg("%s", kvfp8_last_error());
+    assert_int_equal(r2.head_dim, 16);
+    assert_int_equal(r2.hidden_size, 0);
+    assert_true(r2.k[0] == r.k[0] && r2.v[0] == r.v[0]);
+    kvfp8_scales_free(&r2);
     kvfp8_scales_free(&r);
 }
 
