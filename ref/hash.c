@@ -50,9 +50,13 @@ size_t kvfp8_hash_digest_len(kvfp8_hash_algo algo) {
     return (algo == KVFP8_HASH_SHA256 || algo == KVFP8_HASH_SHA256_CBOR) ? 32 : 16;
 }
 
-int kvfp8_hash_algo_is_cbor(kvfp8_hash_algo algo) {
+/* Internal copies of the predicates: the library is built -fPIC, so a call to an
+ * exported function cannot be inlined (it might be interposed). */
+static inline int is_cbor(kvfp8_hash_algo algo) {
     return algo == KVFP8_HASH_SHA256_CBOR || algo == KVFP8_HASH_XXHASH_CBOR;
 }
+
+int kvfp8_hash_algo_is_cbor(kvfp8_hash_algo algo) { return is_cbor(algo); }
 
 static int algo_is_sha(kvfp8_hash_algo algo) {
     return algo == KVFP8_HASH_SHA256 || algo == KVFP8_HASH_SHA256_CBOR;
@@ -66,47 +70,56 @@ static EVP_MD *sha256_md;
 static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
 static void fetch_sha256(void) { sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL); }
 
-/* A digest context reused across the blocks of one call. */
+/* A digest context reused across the blocks of one call.  SHA-256 starts each
+ * block from a copy of an initialised context, which OpenSSL 3 does faster than
+ * re-initialising one (no provider lookup). */
 typedef struct {
     kvfp8_hash_algo algo;
-    EVP_MD_CTX *ctx;
+    EVP_MD_CTX *ctx, *fresh;
 } digester;
 
 static kvfp8_status digester_open(digester *d, kvfp8_hash_algo algo) {
     d->algo = algo;
-    d->ctx = NULL;
+    d->ctx = d->fresh = NULL;
     if (!algo_is_sha(algo))
         return KVFP8_OK;
     pthread_once(&sha256_once, fetch_sha256);
     if (!sha256_md)
         return kvfp8_fail(KVFP8_ERR_UNSUPPORTED, "OpenSSL has no SHA256 implementation");
     d->ctx = EVP_MD_CTX_new();
-    if (!d->ctx)
-        return kvfp8_fail(KVFP8_ERR_NOMEM, "EVP_MD_CTX_new failed");
+    d->fresh = EVP_MD_CTX_new();
+    if (!d->ctx || !d->fresh || EVP_DigestInit_ex2(d->fresh, sha256_md, NULL) != 1) {
+        EVP_MD_CTX_free(d->ctx);
+        EVP_MD_CTX_free(d->fresh);
+        d->ctx = d->fresh = NULL;
+        return kvfp8_fail(KVFP8_ERR_NOMEM, "OpenSSL SHA-256 context setup failed");
+    }
     return KVFP8_OK;
 }
 
 static void digester_close(digester *d) {
     EVP_MD_CTX_free(d->ctx);
-    d->ctx = NULL;
+    EVP_MD_CTX_free(d->fresh);
+    d->ctx = d->fresh = NULL;
 }
 
 static kvfp8_status digester_run(digester *d, const void *data, size_t len,
                                  kvfp8_block_hash *out) {
     if (d->ctx) {
         unsigned int n = 0;
-        if (EVP_DigestInit_ex2(d->ctx, sha256_md, NULL) != 1 ||
+        if (EVP_MD_CTX_copy_ex(d->ctx, d->fresh) != 1 ||
             EVP_DigestUpdate(d->ctx, data, len) != 1 ||
             EVP_DigestFinal_ex(d->ctx, out->bytes, &n) != 1 || n != 32)
             return kvfp8_fail(KVFP8_ERR_UNSUPPORTED, "OpenSSL SHA-256 failed");
         out->len = 32;
         return KVFP8_OK;
     }
-    /* xxhash.xxh3_128_digest(): XXH3-128 with seed 0, canonical (big-endian) form. */
+    /* xxhash.xxh3_128_digest(): XXH3-128 with seed 0 in canonical form, which is
+     * the high half then the low half, each big-endian (XXH128_canonicalFromHash). */
     XXH128_hash_t h = XXH3_128bits(data, len);
-    XXH128_canonical_t c;
-    XXH128_canonicalFromHash(&c, h);
-    memcpy(out->bytes, c.digest, 16);
+    uint64_t hi = kvfp8_be64(h.high64), lo = kvfp8_be64(h.low64);
+    memcpy(out->bytes, &hi, 8);
+    memcpy(out->bytes + 8, &lo, 8);
     out->len = 16;
     return KVFP8_OK;
 }
@@ -127,7 +140,7 @@ kvfp8_status kvfp8_hash_serialize(kvfp8_hash_algo algo, const kvfp8_obj *obj,
                                   kvfp8_buf *out) {
     if (!algo_ok(algo))
         return kvfp8_fail(KVFP8_ERR_INVALID, "hash: invalid algorithm %d", (int)algo);
-    return kvfp8_hash_algo_is_cbor(algo) ? kvfp8_cbor_dumps(obj, out)
+    return is_cbor(algo) ? kvfp8_cbor_dumps(obj, out)
                                          : kvfp8_pickle_dumps(obj, out);
 }
 
@@ -356,7 +369,65 @@ kvfp8_status kvfp8_hash_chain_init(kvfp8_hash_chain *chain, kvfp8_hash_algo algo
     return KVFP8_OK;
 }
 
-/* Room for the serialized block: the fast writers store whole words past the end. */
+/* Token encoders of the chain: one table lookup by size class and one 8-byte store
+ * per token, the token's whole encoding built in a register.  A block with a token
+ * the tables do not cover (negative, or too wide to fit one word with its opcode)
+ * is noticed from the OR of its tokens and serialized by the general path.
+ *
+ * CBOR, by idx = v < 256 ? 64 + v : clz(v): head byte, left shift that brings the
+ * argument's big-endian bytes first, encoded size.  Covers v < 2^32. */
+static uint8_t cbor_head[320], cbor_shl[320], cbor_size[320];
+/* Pickle, by idx = clz(v | 1): opcode, LONG1's byte count, shift of the value past
+ * the opcode (and count), encoded size.  Covers v < 2^47 (LONG1 up to 6 bytes). */
+static uint8_t pk_op[64], pk_nb[64], pk_shl[64], pk_size[64];
+static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
+
+static void init_tables(void) {
+    for (unsigned idx = 0; idx < 320; idx++) {
+        unsigned bits = idx < 64 ? 64 - idx : 0;
+        if (idx >= 64 && idx - 64 < 24)
+            cbor_head[idx] = (uint8_t)(idx - 64), cbor_shl[idx] = 0, cbor_size[idx] = 1;
+        else if (idx >= 64)
+            cbor_head[idx] = 0x18, cbor_shl[idx] = 56, cbor_size[idx] = 2;
+        else if (bits <= 16)
+            cbor_head[idx] = 0x19, cbor_shl[idx] = 48, cbor_size[idx] = 3;
+        else if (bits <= 32)
+            cbor_head[idx] = 0x1a, cbor_shl[idx] = 32, cbor_size[idx] = 5;
+        else /* not covered: flagged by the caller; any size that stays in bounds */
+            cbor_head[idx] = 0x1b, cbor_shl[idx] = 0, cbor_size[idx] = 9;
+    }
+    for (unsigned idx = 0; idx < 64; idx++) {
+        unsigned bits = 64 - idx;
+        pk_nb[idx] = 0, pk_shl[idx] = 8;
+        if (bits <= 8)
+            pk_op[idx] = 'K', pk_size[idx] = 2; /* BININT1 */
+        else if (bits <= 16)
+            pk_op[idx] = 'M', pk_size[idx] = 3; /* BININT2 */
+        else if (bits <= 31)
+            pk_op[idx] = 'J', pk_size[idx] = 5; /* BININT */
+        else { /* LONG1: bit length / 8 + 1 bytes of two's complement */
+            pk_op[idx] = 0x8a, pk_nb[idx] = (uint8_t)(bits / 8 + 1), pk_shl[idx] = 16;
+            pk_size[idx] = (uint8_t)(2 + pk_nb[idx]);
+        }
+    }
+}
+
+static inline uint8_t *cbor_token(uint8_t *p, uint64_t v) {
+    unsigned idx = v < 256 ? 64 + (unsigned)v : (unsigned)__builtin_clzll(v);
+    uint64_t w = (kvfp8_be64(v << cbor_shl[idx]) << 8) | cbor_head[idx];
+    w = kvfp8_le64(w); /* the head first in memory */
+    memcpy(p, &w, 8);
+    return p + cbor_size[idx];
+}
+
+static inline uint8_t *pickle_token(uint8_t *p, uint64_t v) {
+    unsigned idx = (unsigned)__builtin_clzll(v | 1);
+    uint64_t w = kvfp8_le64(pk_op[idx] | (uint64_t)pk_nb[idx] << 8 | v << pk_shl[idx]);
+    memcpy(p, &w, 8);
+    return p + pk_size[idx];
+}
+
+/* Room the tables' 8-byte stores need past the end. */
 #define FAST_SLACK 16
 
 static int ensure(kvfp8_buf *b, size_t need) {
@@ -386,55 +457,123 @@ static uint8_t *cbor_head_fast(uint8_t *p, uint8_t major, uint64_t arg) {
     return p;
 }
 
-/* The serialized block without its extra keys, which the caller has serialized
- * (or not: NULL means None).  Returns the length, or 0 when this block needs the
- * general serializer (a pickle past one frame, a one-byte parent, negative ints). */
-static size_t serialize_block_fast(kvfp8_hash_algo algo, const kvfp8_block_hash *parent,
-                                   const int64_t *tok, size_t n, const uint8_t *extra,
-                                   size_t extra_len, kvfp8_buf *buf) {
-    uint64_t any = 0;
-    for (size_t i = 0; i < n; i++)
-        any |= (uint64_t)tok[i];
-    if (any >> 63)
-        return 0; /* a negative token: rare enough for the general path */
+/* A block serialized but for its parent, which is known only once the previous
+ * block is hashed: the bytes, and where the parent's bytes go. */
+typedef struct {
+    kvfp8_buf buf;
+    size_t len;
+    size_t parent_at;
+    uint8_t parent_len;
+} block_slot;
+
+/* What stays the same over the blocks of one update call. */
+typedef struct {
+    kvfp8_hash_algo algo;
+    size_t bs;
+    const kvfp8_hash_extras *x;
+    extra_scratch s;
+    kvfp8_buf ext; /* the serialized extra keys of the block being prepared */
+    int ext_ready, has_keys, keys_vary;
+    kvfp8_obj keys;
+} chain_ctx;
+
+/* The extra keys serialized as they appear inside the block tuple: CBOR as is;
+ * pickle with the memo already holding the parent (0) and the tokens (1). */
+static kvfp8_status serialize_extra(kvfp8_hash_algo algo, const kvfp8_obj *keys,
+                                    kvfp8_buf *out) {
+    kvfp8_writer w;
+    kvfp8_writer_buf(&w, out);
+    if (is_cbor(algo)) {
+        const char *bad = kvfp8_cbor_write(&w, keys, 1);
+        if (bad)
+            return kvfp8_fail(KVFP8_ERR_INVALID, "cbor: %s", bad);
+        return kvfp8_writer_finish(&w);
+    }
+    kvfp8_pickler p;
+    kvfp8_pickler_init_part(&p, w, 2);
+    kvfp8_pickler_save(&p, keys);
+    return kvfp8_pickler_finish(&p, KVFP8_OK);
+}
+
+/* The general path for one block, with zeros where the parent goes: the parent is
+ * the first bytes object of the outer tuple, so its offset does not depend on the
+ * rest (pickle: PROTO, FRAME header, SHORT_BINBYTES and length; CBOR: array head
+ * and byte-string head). */
+static kvfp8_status prepare_general(const chain_ctx *cx, block_slot *s, const int64_t *tok,
+                                    uint8_t parent_len) {
+    static const uint8_t zeros[KVFP8_HASH_MAX_BYTES];
+    kvfp8_obj items[3] = {kvfp8_obj_bytes(zeros, parent_len), kvfp8_obj_ints(tok, cx->bs),
+                          cx->has_keys ? cx->keys : kvfp8_obj_none()};
+    kvfp8_obj t = kvfp8_obj_tuple(items, 3);
+    kvfp8_status st = kvfp8_hash_serialize(cx->algo, &t, &s->buf);
+    s->len = s->buf.len;
+    s->parent_at = is_cbor(cx->algo) ? (parent_len < 24 ? 2u : 3u) : 13u;
+    s->parent_len = parent_len;
+    return st;
+}
+
+static kvfp8_status prepare_block(chain_ctx *cx, block_slot *s, size_t b, const int64_t *tok,
+                                  uint8_t parent_len) {
+    const kvfp8_hash_extras *x = cx->x;
+    uint64_t start = (uint64_t)b * cx->bs, end = start + cx->bs;
+    if (x && (!cx->ext_ready || cx->keys_vary || start == 0)) {
+        cx->has_keys = build_extra_keys(x, &cx->s, start, end, &cx->keys);
+        if (cx->has_keys) {
+            kvfp8_status st = serialize_extra(cx->algo, &cx->keys, &cx->ext);
+            if (st != KVFP8_OK)
+                return st;
+        }
+        cx->ext_ready = start != 0; /* block 0 alone carries the cache salt */
+    }
+    size_t n = cx->bs, extra_len = cx->has_keys ? cx->ext.len : 0;
     size_t bound = 64 + 10 * n + extra_len + FAST_SLACK;
-    if (!ensure(buf, bound))
-        return 0;
-    uint8_t *p0 = buf->data, *p = p0;
-    if (kvfp8_hash_algo_is_cbor(algo)) {
+    int cbor = is_cbor(cx->algo);
+    if ((!cbor && bound >= KVFP8_PICKLE_FRAME_TARGET) || !ensure(&s->buf, bound))
+        return prepare_general(cx, s, tok, parent_len);
+    uint8_t *p0 = s->buf.data, *p = p0;
+    uint64_t acc = 0;
+    s->parent_len = parent_len;
+    if (cbor) {
         *p++ = 0x83; /* array(3) */
-        p = cbor_head_fast(p, 2, parent->len);
-        memcpy(p, parent->bytes, parent->len);
-        p += parent->len;
+        p = cbor_head_fast(p, 2, parent_len);
+        s->parent_at = (size_t)(p - p0);
+        p += parent_len;
         p = cbor_head_fast(p, 4, n);
-        for (size_t i = 0; i < n; i++)
-            p = kvfp8_cbor_put_uint_fast(p, (uint64_t)tok[i]);
-        if (extra) {
-            memcpy(p, extra, extra_len);
+        for (size_t i = 0; i < n; i++) {
+            acc |= (uint64_t)tok[i];
+            p = cbor_token(p, (uint64_t)tok[i]);
+        }
+        if (acc >> 32)
+            return prepare_general(cx, s, tok, parent_len);
+        if (cx->has_keys) {
+            memcpy(p, cx->ext.data, extra_len);
             p += extra_len;
         } else {
             *p++ = 0xf6;
         }
-        return (size_t)(p - p0);
+        s->len = (size_t)(p - p0);
+        return KVFP8_OK;
     }
     /* Pickle in one frame: PROTO 5, FRAME <u64 len>, then the body. */
-    if (parent->len < 2 || bound - 11 >= KVFP8_PICKLE_FRAME_TARGET)
-        return 0;
     p += 11;
     *p++ = 'C'; /* SHORT_BINBYTES */
-    *p++ = parent->len;
-    memcpy(p, parent->bytes, parent->len);
-    p += parent->len;
+    *p++ = parent_len;
+    s->parent_at = (size_t)(p - p0);
+    p += parent_len;
     *p++ = 0x94; /* MEMOIZE: memo 0 */
     if (n > 3)
         *p++ = '('; /* MARK */
-    for (size_t i = 0; i < n; i++)
-        p = kvfp8_pickle_put_uint_fast(p, (uint64_t)tok[i]);
+    for (size_t i = 0; i < n; i++) {
+        acc |= (uint64_t)tok[i];
+        p = pickle_token(p, (uint64_t)tok[i]);
+    }
+    if (acc >> 47)
+        return prepare_general(cx, s, tok, parent_len);
     static const uint8_t tuple_op[4] = {0, 0x85, 0x86, 0x87};
     *p++ = n <= 3 ? tuple_op[n] : 't';
     *p++ = 0x94; /* memo 1 */
-    if (extra) {
-        memcpy(p, extra, extra_len);
+    if (cx->has_keys) {
+        memcpy(p, cx->ext.data, extra_len);
         p += extra_len;
     } else {
         *p++ = 'N';
@@ -446,25 +585,8 @@ static size_t serialize_block_fast(kvfp8_hash_algo algo, const kvfp8_block_hash 
     p0[0] = 0x80, p0[1] = 5, p0[2] = 0x95;
     for (int i = 0; i < 8; i++)
         p0[3 + i] = (uint8_t)(body >> (8 * i));
-    return (size_t)(p - p0);
-}
-
-/* The extra keys serialized as they appear inside the block tuple: CBOR as is;
- * pickle with the memo already holding the parent (0) and the tokens (1). */
-static kvfp8_status serialize_extra(kvfp8_hash_algo algo, const kvfp8_obj *keys,
-                                    kvfp8_buf *out) {
-    kvfp8_writer w;
-    kvfp8_writer_buf(&w, out);
-    if (kvfp8_hash_algo_is_cbor(algo)) {
-        const char *bad = kvfp8_cbor_write(&w, keys, 1);
-        if (bad)
-            return kvfp8_fail(KVFP8_ERR_INVALID, "cbor: %s", bad);
-        return kvfp8_writer_finish(&w);
-    }
-    kvfp8_pickler p;
-    kvfp8_pickler_init_part(&p, w, 2);
-    kvfp8_pickler_save(&p, keys);
-    return kvfp8_pickler_finish(&p, KVFP8_OK);
+    s->len = (size_t)(p - p0);
+    return KVFP8_OK;
 }
 
 kvfp8_status kvfp8_hash_chain_update(kvfp8_hash_chain *chain, const int64_t *tokens,
@@ -481,54 +603,47 @@ kvfp8_status kvfp8_hash_chain_update(kvfp8_hash_chain *chain, const int64_t *tok
     if (due > out_cap || !out)
         return kvfp8_fail(KVFP8_ERR_EXHAUSTED, "hash chain: %zu blocks due, room for %zu", due,
                           out_cap);
+    pthread_once(&tables_once, init_tables);
 
     const kvfp8_hash_extras *x = chain->extras;
-    extra_scratch s = {0};
-    kvfp8_buf blk, ext;
-    kvfp8_buf_init(&blk);
-    kvfp8_buf_init(&ext);
+    chain_ctx cx;
+    memset(&cx, 0, sizeof cx);
+    cx.algo = chain->algo;
+    cx.bs = bs;
+    cx.x = x;
+    /* Blocks past the first one have the same keys when nothing varies per block. */
+    cx.keys_vary = x && (x->n_mm || x->prompt_embeds);
+    block_slot slot[2];
+    memset(slot, 0, sizeof slot);
     digester d;
     kvfp8_status st = digester_open(&d, chain->algo);
     if (st == KVFP8_OK && x) {
-        s.keys = malloc((8 + x->n_mm) * sizeof *s.keys);
-        s.pairs = malloc((2 * x->n_mm + 1) * sizeof *s.pairs);
-        if (!s.keys || !s.pairs)
+        cx.s.keys = malloc((8 + x->n_mm) * sizeof *cx.s.keys);
+        cx.s.pairs = malloc((2 * x->n_mm + 1) * sizeof *cx.s.pairs);
+        if (!cx.s.keys || !cx.s.pairs)
             st = kvfp8_fail(KVFP8_ERR_NOMEM, "hash chain: out of memory");
         /* vLLM restarts a later call at the last multimodal item (curr_mm_idx = -1). */
-        s.mm_cursor = chain->n_blocks && x->n_mm ? x->n_mm - 1 : 0;
+        cx.s.mm_cursor = chain->n_blocks && x->n_mm ? x->n_mm - 1 : 0;
     }
-    /* Blocks past the first one have the same keys when nothing varies per block. */
-    int keys_vary = x && (x->n_mm || x->prompt_embeds);
-    int ext_ready = 0, has_keys = 0;
-    kvfp8_obj keys;
 
+    /* Software pipeline: block b+1 is serialized (all but its parent) before block
+     * b is hashed, so that the hash reads bytes whose stores have long retired and
+     * the only thing on the chain's critical path is parent -> digest. */
     kvfp8_block_hash parent = chain->n_blocks ? chain->last : chain->none_hash;
-    for (size_t b = chain->n_blocks; st == KVFP8_OK && b < total; b++) {
-        uint64_t start = (uint64_t)b * bs, end = start + bs;
-        const int64_t *tok = tokens + start;
-        if (x && (!ext_ready || keys_vary || start == 0)) {
-            has_keys = build_extra_keys(x, &s, start, end, &keys);
-            if (has_keys)
-                st = serialize_extra(chain->algo, &keys, &ext);
-            ext_ready = start != 0; /* block 0 alone carries the cache salt */
+    uint8_t digest_len = (uint8_t)kvfp8_hash_digest_len(chain->algo);
+    size_t b0 = chain->n_blocks;
+    if (st == KVFP8_OK)
+        st = prepare_block(&cx, &slot[b0 & 1], b0, tokens + b0 * bs, parent.len);
+    for (size_t b = b0; st == KVFP8_OK && b < total; b++) {
+        block_slot *cur = &slot[b & 1];
+        if (b + 1 < total) {
+            st = prepare_block(&cx, &slot[(b + 1) & 1], b + 1, tokens + (b + 1) * bs, digest_len);
             if (st != KVFP8_OK)
                 break;
         }
-        size_t len = serialize_block_fast(chain->algo, &parent, tok, bs,
-                                          has_keys ? ext.data : NULL, has_keys ? ext.len : 0,
-                                          &blk);
-        kvfp8_block_hash h;
-        if (len) {
-            st = digester_run(&d, blk.data, len, &h);
-        } else {
-            if (x && !has_keys)
-                keys = kvfp8_obj_none();
-            st = kvfp8_hash_block(chain->algo, &parent, tok, bs, has_keys ? &keys : NULL, &h);
-        }
-        if (st != KVFP8_OK)
-            break;
-        out[b - chain->n_blocks] = h;
-        parent = h;
+        memcpy(cur->buf.data + cur->parent_at, parent.bytes, cur->parent_len);
+        st = digester_run(&d, cur->buf.data, cur->len, &out[b - b0]);
+        parent = out[b - b0];
     }
     if (st == KVFP8_OK) {
         chain->n_blocks = total;
@@ -536,10 +651,11 @@ kvfp8_status kvfp8_hash_chain_update(kvfp8_hash_chain *chain, const int64_t *tok
         *n_new = due;
     }
     digester_close(&d);
-    kvfp8_buf_free(&blk);
-    kvfp8_buf_free(&ext);
-    free(s.keys);
-    free(s.pairs);
+    kvfp8_buf_free(&slot[0].buf);
+    kvfp8_buf_free(&slot[1].buf);
+    kvfp8_buf_free(&cx.ext);
+    free(cx.s.keys);
+    free(cx.s.pairs);
     return st;
 }
 

@@ -95,40 +95,4 @@ static inline uint64_t kvfp8_be64(uint64_t v) {
 #endif
 }
 
-/* ---- fast token encoders ------------------------------------------------------- */
-/* Both write up to 10 bytes past the returned end (they store whole words), so the
- * destination needs that much slack; both take a non-negative token. */
-
-static inline uint8_t *kvfp8_cbor_put_uint_fast(uint8_t *p, uint64_t v) {
-    /* Head length class: <24 inline, then 1, 2, 4, 8 argument bytes. */
-    unsigned k = (unsigned)(v >= 24) + (unsigned)(v >= 256) + (unsigned)(v >= 65536) +
-                 (unsigned)(v >= 0x100000000ull);
-    static const uint8_t shift[5] = {0, 56, 48, 32, 0};
-    static const uint8_t size[5] = {1, 2, 3, 5, 9};
-    static const uint8_t head[5] = {0, 0x18, 0x19, 0x1a, 0x1b};
-    /* The argument in big-endian order, left-aligned by the shift so that the
-     * bytes that matter come first; for class 0 the word is junk that the next
-     * token overwrites. */
-    uint64_t be = kvfp8_be64(v << shift[k]);
-    memcpy(p + 1, &be, 8);
-    p[0] = (uint8_t)(head[k] | (k == 0 ? v : 0));
-    return p + size[k];
-}
-
-static inline uint8_t *kvfp8_pickle_put_uint_fast(uint8_t *p, uint64_t v) {
-    /* BININT1 'K' (<256), BININT2 'M' (<65536), BININT 'J' (<2^31), else LONG1
-     * 0x8a with the minimal two's-complement length. */
-    unsigned k = (unsigned)(v >= 256) + (unsigned)(v >= 65536) + (unsigned)(v >= 0x80000000ull);
-    static const uint8_t op[4] = {'K', 'M', 'J', 0x8a};
-    static const uint8_t size[4] = {2, 3, 5, 0};
-    unsigned is_long = (k == 3);
-    unsigned nbytes = (unsigned)((64 - __builtin_clzll(v | 1)) >> 3) + 1; /* only for LONG1 */
-    uint64_t le = kvfp8_le64(v);
-    memcpy(p + 1 + is_long, &le, 8);
-    p[0] = op[k];
-    if (is_long)
-        p[1] = (uint8_t)nbytes;
-    return p + (is_long ? 2 + nbytes : size[k]);
-}
-
 #endif

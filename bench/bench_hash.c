@@ -1,0 +1,122 @@
+/* Block hashing throughput on one core: tokens hashed per second by the chain
+ * (kvfp8_hash_blocks, the path a scheduler calls) for each algorithm at block
+ * sizes 16 and 32.
+ *
+ * Honesty rules: token ids are uniform over a real vocabulary (152064, Qwen2), so
+ * the integer encodings vary as in real prompts (mostly 3- and 5-byte ints); one
+ * chain is 4096 blocks, hashed from NONE_HASH with no extra keys (vLLM's common
+ * case); every algorithm's chain is first checked block by block against the
+ * general serializer path (kvfp8_hash_block) so that a wrong fast path cannot be
+ * timed; the figure is the median of the timed passes in thread CPU time (the
+ * machine is shared).
+ *
+ * Usage: bench_hash [--tsv]   (--tsv: "algo<TAB>block_size<TAB>tokens_per_s" lines,
+ * which bench/run_hash.sh joins with bench/hash_python.py's figures). */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kvfp8/hash.h"
+
+#define NBLOCKS 4096u
+#define VOCAB 152064u
+#define PASSES 15
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* splitmix64: bench/hash_python.py draws the same tokens with the same function. */
+static uint64_t sm_state = 20250917;
+static uint64_t splitmix64(void) {
+    uint64_t z = (sm_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static void verify(kvfp8_hash_algo algo, size_t bs, const int64_t *tok, const kvfp8_block_hash *none,
+                   const kvfp8_block_hash *chain) {
+    kvfp8_block_hash parent = *none, h;
+    for (size_t b = 0; b < NBLOCKS; b++) {
+        if (kvfp8_hash_block(algo, &parent, tok + b * bs, bs, NULL, &h) != KVFP8_OK ||
+            h.len != chain[b].len || memcmp(h.bytes, chain[b].bytes, h.len)) {
+            fprintf(stderr, "bench_hash: %s block %zu differs from the general path\n",
+                    kvfp8_hash_algo_name(algo), b);
+            exit(1);
+        }
+        parent = h;
+    }
+}
+
+int main(int argc, char **argv) {
+    int tsv = argc > 1 && !strcmp(argv[1], "--tsv");
+    static const size_t sizes[2] = {16, 32};
+    int64_t *tok = malloc(NBLOCKS * 32 * sizeof *tok);
+    kvfp8_block_hash *out = malloc(NBLOCKS * sizeof *out);
+    if (!tok || !out)
+        return 1;
+    for (size_t i = 0; i < NBLOCKS * 32; i++)
+        tok[i] = (int64_t)(splitmix64() % VOCAB);
+    if (!tsv) {
+        char model[128] = "unknown";
+        FILE *f = fopen("/proc/cpuinfo", "r");
+        char line[256];
+        while (f && fgets(line, sizeof line, f))
+            if (!strncmp(line, "model name", 10)) {
+                char *c = strchr(line, ':');
+                if (c) {
+                    snprintf(model, sizeof model, "%s", c + 2);
+                    model[strcspn(model, "\n")] = 0;
+                }
+                break;
+            }
+        if (f)
+            fclose(f);
+        printf("Block hashing, one core (%s), %u-block chains, tokens uniform in [0, %u), "
+               "median of %d passes, thread CPU time\n\n",
+               model, NBLOCKS, VOCAB, PASSES);
+        printf("| algorithm | block size | M tokens/s | ns/block |\n|---|---|---|---|\n");
+    }
+    for (int a = 0; a < KVFP8_HASH_ALGO_COUNT; a++) {
+        kvfp8_hash_algo algo = (kvfp8_hash_algo)a;
+        kvfp8_block_hash none;
+        kvfp8_hash_none_from_seed(algo, "0", 1, &none);
+        for (int s = 0; s < 2; s++) {
+            size_t bs = sizes[s], n = 0;
+            if (kvfp8_hash_blocks(algo, bs, &none, NULL, tok, NBLOCKS * bs, out, NBLOCKS, &n) != KVFP8_OK ||
+                n != NBLOCKS) {
+                fprintf(stderr, "bench_hash: %s failed: %s\n", kvfp8_hash_algo_name(algo),
+                        kvfp8_last_error());
+                return 1;
+            }
+            verify(algo, bs, tok, &none, out);
+            double t[PASSES];
+            for (int p = 0; p < PASSES; p++) {
+                double t0 = now_s();
+                kvfp8_hash_blocks(algo, bs, &none, NULL, tok, NBLOCKS * bs, out, NBLOCKS, &n);
+                t[p] = now_s() - t0;
+            }
+            qsort(t, PASSES, sizeof t[0], cmp_double);
+            double sec = t[PASSES / 2];
+            double tps = (double)(NBLOCKS * bs) / sec;
+            if (tsv)
+                printf("%s\t%zu\t%.0f\n", kvfp8_hash_algo_name(algo), bs, tps);
+            else
+                printf("| %s | %zu | %.1f | %.1f |\n", kvfp8_hash_algo_name(algo), bs, tps / 1e6,
+                       sec / NBLOCKS * 1e9);
+        }
+    }
+    free(tok);
+    free(out);
+    return 0;
+}
