@@ -629,11 +629,12 @@ kvfp8_status kvfp8_hash_chain_update(kvfp8_hash_chain *chain, const int64_t *tok
     /* Software pipeline: block b+1 is serialized (all but its parent) before block
      * b is hashed, so that the hash reads bytes whose stores have long retired and
      * the only thing on the chain's critical path is parent -> digest. */
-    kvfp8_block_hash parent = chain->n_blocks ? chain->last : chain->none_hash;
+    const kvfp8_block_hash first = chain->n_blocks ? chain->last : chain->none_hash;
+    const kvfp8_block_hash *parent = &first;
     uint8_t digest_len = (uint8_t)kvfp8_hash_digest_len(chain->algo);
     size_t b0 = chain->n_blocks;
     if (st == KVFP8_OK)
-        st = prepare_block(&cx, &slot[b0 & 1], b0, tokens + b0 * bs, parent.len);
+        st = prepare_block(&cx, &slot[b0 & 1], b0, tokens + b0 * bs, first.len);
     for (size_t b = b0; st == KVFP8_OK && b < total; b++) {
         block_slot *cur = &slot[b & 1];
         if (b + 1 < total) {
@@ -641,13 +642,24 @@ kvfp8_status kvfp8_hash_chain_update(kvfp8_hash_chain *chain, const int64_t *tok
             if (st != KVFP8_OK)
                 break;
         }
-        memcpy(cur->buf.data + cur->parent_at, parent.bytes, cur->parent_len);
+        /* The parent moves in 8-byte words, the width the digest was stored in, so
+         * that each load is served from one pending store (a wider load spanning
+         * two stores would wait for both to retire, on the critical path). */
+        uint8_t *dst = cur->buf.data + cur->parent_at;
+        size_t plen = cur->parent_len, i = 0;
+        for (; i + 8 <= plen; i += 8) {
+            uint64_t w;
+            memcpy(&w, parent->bytes + i, 8);
+            memcpy(dst + i, &w, 8);
+        }
+        if (i < plen)
+            memcpy(dst + i, parent->bytes + i, plen - i);
         st = digester_run(&d, cur->buf.data, cur->len, &out[b - b0]);
-        parent = out[b - b0];
+        parent = &out[b - b0];
     }
     if (st == KVFP8_OK) {
         chain->n_blocks = total;
-        chain->last = parent;
+        chain->last = *parent;
         *n_new = due;
     }
     digester_close(&d);
