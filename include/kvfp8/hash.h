@@ -292,7 +292,8 @@ uint64_t kvfp8_hash_kv_event_id(const kvfp8_block_hash *hash);
 
 /* Lowercase hex of the hash into `out` (2*len + 1 bytes). */
 void kvfp8_hash_hex(const kvfp8_block_hash *hash, char *out);
-/* Parses 32 or 64 hex digits (a 16- or 32-byte hash). */
+/* Parses an even number of hex digits, 2 to 64 (a hash of 1 to 32 bytes; digests
+ * are 16 or 32 bytes, an explicit NONE_HASH may be any of these lengths). */
 kvfp8_status kvfp8_hash_from_hex(const char *hex, kvfp8_block_hash *out);
 
 #ifdef __cplusplus
