@@ -405,9 +405,11 @@ static void init_tables(void) {
             pk_op[idx] = 'M', pk_size[idx] = 3; /* BININT2 */
         else if (bits <= 31)
             pk_op[idx] = 'J', pk_size[idx] = 5; /* BININT */
-        else { /* LONG1: bit length / 8 + 1 bytes of two's complement */
+        else if (bits <= 47) { /* LONG1: bit length / 8 + 1 bytes of two's complement */
             pk_op[idx] = 0x8a, pk_nb[idx] = (uint8_t)(bits / 8 + 1), pk_shl[idx] = 16;
             pk_size[idx] = (uint8_t)(2 + pk_nb[idx]);
+        } else { /* not covered: flagged by the caller; any size that stays in bounds */
+            pk_op[idx] = 0x8a, pk_nb[idx] = 0, pk_shl[idx] = 16, pk_size[idx] = 8;
         }
     }
 }
@@ -526,7 +528,9 @@ static kvfp8_status prepare_block(chain_ctx *cx, block_slot *s, size_t b, const 
         cx->ext_ready = start != 0; /* block 0 alone carries the cache salt */
     }
     size_t n = cx->bs, extra_len = cx->has_keys ? cx->ext.len : 0;
-    size_t bound = 64 + 10 * n + extra_len + FAST_SLACK;
+    /* Header and tail, at most 9 bytes per token (CBOR's widest head; the pickle
+     * tables advance at most 8), the keys, and the last token's 8-byte store. */
+    size_t bound = 64 + 9 * n + extra_len + FAST_SLACK;
     int cbor = is_cbor(cx->algo);
     if ((!cbor && bound >= KVFP8_PICKLE_FRAME_TARGET) || !ensure(&s->buf, bound))
         return prepare_general(cx, s, tok, parent_len);

@@ -487,6 +487,39 @@ static void test_chain_fast_vs_general(void **state) {
     free(h);
 }
 
+static void test_chain_wide_tokens(void **state) {
+    (void)state;
+    /* Blocks made only of the widest tokens (and of negative ones) leave the
+     * chain's table encoders for the general path; the table pass that finds out
+     * must stay inside the block buffer (checked under make sanitize). */
+    static const int64_t widths[] = {INT64_MAX, (int64_t)1 << 56, (int64_t)1 << 47,
+                                     (int64_t)1 << 32, -1, INT64_MIN};
+    static const size_t sizes[] = {1, 7, 40, 64, 300};
+    int64_t *tok = malloc(2 * 300 * sizeof *tok);
+    for (int a = 0; a < 4; a++)
+        for (size_t w = 0; w < sizeof widths / sizeof widths[0]; w++)
+            for (size_t z = 0; z < sizeof sizes / sizeof sizes[0]; z++) {
+                size_t bs = sizes[z];
+                for (size_t i = 0; i < 2 * bs; i++)
+                    tok[i] = widths[w] - (int64_t)(i % 3) * (widths[w] > 0);
+                kvfp8_block_hash none, h[2], want;
+                kvfp8_hash_none_from_seed((kvfp8_hash_algo)a, "0", 1, &none);
+                size_t n = 0;
+                assert_int_equal(kvfp8_hash_blocks((kvfp8_hash_algo)a, bs, &none, NULL, tok, 2 * bs, h, 2, &n),
+                                 KVFP8_OK);
+                assert_int_equal(n, 2);
+                kvfp8_block_hash parent = none;
+                for (size_t b = 0; b < 2; b++) {
+                    assert_int_equal(kvfp8_hash_block((kvfp8_hash_algo)a, &parent, tok + b * bs, bs, NULL, &want),
+                                     KVFP8_OK);
+                    assert_int_equal(want.len, h[b].len);
+                    assert_memory_equal(want.bytes, h[b].bytes, want.len);
+                    parent = want;
+                }
+            }
+    free(tok);
+}
+
 static void test_chain_incremental(void **state) {
     (void)state;
     /* Feeding tokens a few at a time (as generation does) gives the one-shot hashes,
@@ -642,6 +675,7 @@ int main(void) {
         cmocka_unit_test(test_frames),
         cmocka_unit_test(test_long_binget),
         cmocka_unit_test(test_chain_fast_vs_general),
+        cmocka_unit_test(test_chain_wide_tokens),
         cmocka_unit_test(test_chain_incremental),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_utf8),
