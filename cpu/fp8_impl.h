@@ -22,7 +22,7 @@
 
 /* How the source value is brought to the quotient v = x / scale. */
 typedef enum {
-    KVFP8_SCALE_NONE = 0, /* scale (or the half scale) is 1: x / 1 == x */
+    KVFP8_SCALE_NONE = 0, /* the scale is 1: x / 1 == x */
     KVFP8_SCALE_MUL = 1,  /* a power of two with a normal reciprocal: x * (1/d) == x / d */
     KVFP8_SCALE_DIV = 2   /* anything else: a real IEEE division */
 } kvfp8_scale_op;
@@ -40,9 +40,10 @@ typedef struct {
     int nan_differs;   /* nan_code != overflow_code: NaN needs its own select */
     /* The division by the scale. */
     kvfp8_scale_op op;
-    float divisor;     /* the scale, or half(scale) when half_round */
+    float divisor;     /* the scale */
     float multiplier;  /* 1 / divisor, exact, when op == KVFP8_SCALE_MUL */
-    int half_round;    /* round the quotient to half before encoding (HIP, f16 source) */
+    int half_round;    /* round the quotient to half before encoding (f16 source under
+                        * half_scale_in_half: vLLM's ROCm write) */
 } kvfp8_enc_plan;
 
 /* Resolves (rules, source, scale) into a plan.  KVFP8_ERR_INVALID for a rules

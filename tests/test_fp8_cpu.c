@@ -7,7 +7,7 @@
  *     under the nvidia and ocp profiles (threads; KVFP8_QUICK=1 samples 1/4096);
  *   - all 65536 f16 and all 65536 bf16 inputs, every path, every rules table that
  *     kvfp8_fp8_rules_get accepts, several scales (exact multiply, division, the
- *     half-rounded scale of HIP, subnormal and huge scales);
+ *     half-rounded quotient of the HIP profiles, subnormal and huge scales);
  *   - float32 inputs with scales (a fixed sample plus values next to every tie);
  *   - decoding of all 256 codes with scales, NaN compared by bits;
  *   - forcing, the environment variable, and bad arguments.
@@ -112,10 +112,9 @@ static int all_tables(kvfp8_fp8_rules *out, int max, int verbose) {
 }
 
 /* Scales: 1 (no division), powers of two (the exact-multiply substitute), plain
- * divisions, 1/448 (a KV cache's typical amax/448), a subnormal scale, a huge one,
- * and for HIP's half-rounded scale: one that rounds to half Inf (65520), one that
- * rounds to half zero (1e-8), one that rounds to 1 (no division at all) and one
- * that rounds to a power of two (the multiply). */
+ * divisions, 1/448 (a KV cache's typical amax/448), a subnormal scale, huge ones
+ * (quotients that underflow), 1e-8 (quotients that overflow the half rounding of
+ * the HIP profiles), and scales that barely miss 1 and a power of two. */
 #define NSCALES 15
 static float scales[NSCALES];
 static void init_scales(void) {
@@ -136,6 +135,8 @@ typedef struct {
     int quick;
     unsigned units;
     unsigned next;   /* next work item; atomic */
+    unsigned done;   /* work items finished; atomic */
+    double t0;
     int failed;      /* atomic */
     pthread_mutex_t print_lock;
 } exhaustive_job;
@@ -192,6 +193,14 @@ static void *exhaustive_worker(void *arg) {
                 }
             }
         }
+        /* a line per tenth, so a multi-minute run is visibly alive */
+        const uint64_t d = __atomic_add_fetch(&job->done, 1u, __ATOMIC_RELAXED);
+        const unsigned tenth = (unsigned)(d * 10 / job->units);
+        if (tenth != (unsigned)((d - 1) * 10 / job->units)) {
+            pthread_mutex_lock(&job->print_lock);
+            printf("f32: %u%% (%.0f s)\n", tenth * 10, now_s() - job->t0);
+            pthread_mutex_unlock(&job->print_lock);
+        }
     }
 done:
     free(in);
@@ -230,6 +239,7 @@ static void test_f32_every_input(void **state) {
            job.nrules, npaths, nthreads);
     fflush(stdout);
     const double t0 = now_s();
+    job.t0 = t0;
     pthread_t tid[64];
     for (long i = 0; i < nthreads; i++)
         assert_int_equal(pthread_create(&tid[i], NULL, exhaustive_worker, &job), 0);
