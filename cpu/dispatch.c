@@ -6,6 +6,9 @@
  * a path forced with kvfp8_cpu_impl_force(); else the KVFP8_CPU_IMPL environment
  * variable, read once; else the best path the CPU supports. */
 #include <pthread.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,8 +47,11 @@ static void detect(void) {
     /* libgcc's __builtin_cpu_supports also checks XGETBV, i.e. that the OS saves
      * the AVX / AVX-512 registers, not just that CPUID lists the instructions. */
     __builtin_cpu_init();
-    const int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                     __builtin_cpu_supports("f16c");
+    /* F16C through CPUID leaf 1 (ECX bit 29): clang 14 does not know the "f16c"
+     * feature name; F16C is VEX-encoded, so the AVX state check above covers it. */
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    const int f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29));
+    const int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
     if (avx2)
         available[KVFP8_CPU_AVX2] = &kernels_avx2;
     if (avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&

@@ -15,6 +15,9 @@ objdir="$out/obj"; mkdir -p "$objdir"
 objs=""
 for src in ref/*.c cpu/*.c faults/*.c conformance/lib/*.c tests/lib/*.c; do
     [ -e "$src" ] || continue
+    # the FP8 test oracle widens with _Float16, which clang 14 lacks on x86; no
+    # fuzz target uses it
+    [ "$src" = tests/lib/fp8_oracle.c ] && continue
     extra=""
     case $src in
     *_avx2.c) extra="-mavx2 -mf16c -mfma" ;;

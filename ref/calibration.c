@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "kvfp8/attention.h"
+#include "kvfp8/scales.h"
 
 static const char *const mode_names[KVFP8_CALIB_MODE_COUNT] = {"none", "random", "dataset"};
 static const char *const observer_names[KVFP8_OBSERVER_COUNT] = {"minmax", "memoryless_minmax", "static_minmax"};
@@ -82,11 +83,13 @@ void kvfp8_calib_default_options(kvfp8_calib_options *o) {
     o->warmup_seed = 1;
 }
 
-float kvfp8_scale_from_amax(float amax, kvfp8_model_dtype scale_dtype) {
-    /* computed in the activation dtype: the division, then rounding */
-    const float s = kvfp8_round_to_model_dtype(scale_dtype, kvfp8_round_to_model_dtype(scale_dtype, amax) / 448.0f);
-    if (s == 0.0f)
-        return scale_dtype == KVFP8_DTYPE_BF16 ? 0x1p-7f : scale_dtype == KVFP8_DTYPE_F16 ? 0x1p-10f : 0x1p-23f;
+/* amax / 448 rounded to the scale dtype, zero -> eps: the scales module's rule. */
+static float scale_from_amax(float amax, kvfp8_model_dtype scale_dtype) {
+    const kvfp8_st_dtype st = scale_dtype == KVFP8_DTYPE_BF16  ? KVFP8_ST_BF16
+                              : scale_dtype == KVFP8_DTYPE_F16 ? KVFP8_ST_F16
+                                                               : KVFP8_ST_F32;
+    float s = 1.0f;
+    (void)kvfp8_scales_round_amax(amax, st, &s, NULL); /* amax is finite and >= 0 here */
     return s;
 }
 
@@ -170,8 +173,8 @@ static kvfp8_status calibrate_dataset(const kvfp8_model *m, const kvfp8_calib_op
     const int heads = opt->per_head ? mc->num_kv_heads : 1;
     for (int l = 0; l < mc->num_layers; l++)
         for (int h = 0; h < heads; h++) {
-            k[l * heads + h] = kvfp8_scale_from_amax(o.k[(size_t)l * mc->num_kv_heads + h], opt->scale_dtype);
-            v[l * heads + h] = kvfp8_scale_from_amax(o.v[(size_t)l * mc->num_kv_heads + h], opt->scale_dtype);
+            k[l * heads + h] = scale_from_amax(o.k[(size_t)l * mc->num_kv_heads + h], opt->scale_dtype);
+            v[l * heads + h] = scale_from_amax(o.v[(size_t)l * mc->num_kv_heads + h], opt->scale_dtype);
         }
     *count = heads;
 done:

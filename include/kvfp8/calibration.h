@@ -56,10 +56,6 @@ void kvfp8_calib_default_options(kvfp8_calib_options *o);
  * num_kv_heads (caller-provided, num_layers * num_kv_heads floats each). */
 kvfp8_status kvfp8_calibrate(const kvfp8_model *m, const kvfp8_calib_options *o, float *k, float *v, int *count);
 
-/* Rounds amax / 448 to the scale dtype; a zero scale becomes the dtype's eps
- * (torch.finfo: bf16 2^-7, f16 2^-10, f32 2^-23), as llm-compressor does. */
-float kvfp8_scale_from_amax(float amax, kvfp8_model_dtype scale_dtype);
-
 /* Quality of one calibration against a BF16 cache on a set of prompts. */
 typedef struct {
     double attention_error;  /* mean over prompts and layers of ||o_fp8 - o_bf16|| / ||o_bf16|| */
