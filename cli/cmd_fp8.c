@@ -55,7 +55,8 @@ static const char *const fp8_help =
     "            nonsat (overflow gives NaN, or +-Inf in e5m2)\n"
     "  profiles  ocp       OFP8 r1.0 (e4m3fn, e5m2; any NaN code conforms)\n"
     "            nvidia    sm_90 __nv_cvt_float_to_fp8 (e4m3fn, e5m2; NaN -> 0x7f)\n"
-    "            torch     tensor.to(torch.float8_*) (nonsat only)\n"
+    "            torch     tensor.to(torch.float8_*) on the CPU (nonsat only)\n"
+    "            torch-cuda  the same cast on a CUDA tensor: a half NaN loses its sign\n"
     "            mldtypes  ml_dtypes casts (nonsat only)\n"
     "            hip       ROCm 6.3 amd_hip_fp8.h host path (overflow tested before rounding)\n"
     "            hip-6.2   ROCm 6.2's header (e4m3fnuz, e5m2fnuz; overflow after rounding)\n"
@@ -170,7 +171,7 @@ static int print_table(int argc, char **argv) {
     if (a.profile) {
         kvfp8_profile p;
         if (kvfp8_profile_parse(a.profile, &p) != KVFP8_OK)
-            return kvfp8_cli_usage_error(cmd, "--profile: unknown profile '%s' (ocp, nvidia, torch, mldtypes, hip, hip-6.2, hip-next)", a.profile);
+            return kvfp8_cli_usage_error(cmd, "--profile: unknown profile '%s' (ocp, nvidia, torch, torch-cuda, mldtypes, hip, hip-6.2, hip-next)", a.profile);
         kvfp8_outbuf_printf(&out, "# format %s, profile %s: %s\n", kvfp8_format_name(f),
                             kvfp8_profile_name(p), kvfp8_profile_description(p));
         int defined = 0;
@@ -254,9 +255,9 @@ static int encode(int argc, char **argv) {
     if (kvfp8_mode_parse(a.mode, &m) != KVFP8_OK)
         return kvfp8_cli_usage_error(cmd, "--mode: unknown mode '%s' (sat or nonsat)", a.mode);
     if (!a.profile)
-        return kvfp8_cli_usage_error(cmd, "--profile is required (ocp, nvidia, torch, mldtypes, hip, hip-6.2, hip-next)");
+        return kvfp8_cli_usage_error(cmd, "--profile is required (ocp, nvidia, torch, torch-cuda, mldtypes, hip, hip-6.2, hip-next)");
     if (kvfp8_profile_parse(a.profile, &p) != KVFP8_OK)
-        return kvfp8_cli_usage_error(cmd, "--profile: unknown profile '%s' (ocp, nvidia, torch, mldtypes, hip, hip-6.2, hip-next)", a.profile);
+        return kvfp8_cli_usage_error(cmd, "--profile: unknown profile '%s' (ocp, nvidia, torch, torch-cuda, mldtypes, hip, hip-6.2, hip-next)", a.profile);
     if (a.from && kvfp8_source_parse(a.from, &src) != KVFP8_OK)
         return kvfp8_cli_usage_error(cmd, "--from: unknown source type '%s' (f32, f16, bf16)", a.from);
     float scale;

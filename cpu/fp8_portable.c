@@ -122,9 +122,11 @@ kvfp8_status kvfp8_enc_plan_init(kvfp8_enc_plan *p, const kvfp8_fp8_rules *r,
     memcpy(p->overflow_code, r->overflow_code, 2);
     memcpy(p->inf_code, r->inf_code, 2);
     memcpy(p->nan_code, r->nan_code, 2);
+    if (src == KVFP8_SRC_F16 && r->f16_nan_unsigned) /* every NaN input is a half NaN */
+        p->nan_code[1] = p->nan_code[0];
     memcpy(p->zero_code, r->zero_code, 2);
     p->inf_differs = memcmp(r->inf_code, r->overflow_code, 2) != 0;
-    p->nan_differs = memcmp(r->nan_code, r->overflow_code, 2) != 0;
+    p->nan_differs = memcmp(p->nan_code, r->overflow_code, 2) != 0;
 
     /* The divisor.  HIP (vLLM's ROCm write) divides the half by the float scale in
      * float32 and rounds the quotient to half before converting. */

@@ -298,7 +298,7 @@ def main():
     for fmt in FORMATS:
         for source in ("f16", "bf16"):
             if cuda:
-                row("torch", "cuda", fmt, source, plan_all16(), torch_cast(torch, "cuda", fmt, source), "torch")
+                row("torch", "cuda", fmt, source, plan_all16(), torch_cast(torch, "cuda", fmt, source), "torch-cuda")
             if torch is not None:
                 row("torch", "cpu", fmt, source, plan_all16(), torch_cast(torch, "cpu", fmt, source), "torch")
             if ml_dtypes is not None:
@@ -341,7 +341,7 @@ def main():
                                                "stride %d (sample; %.0f s of budget left, all 2^32 would "
                                                "need about %.0f s)" % (stride, left, need)))
                 plan = combine(plan_range32(stride), plan_edges32())
-            r = row("torch", "cuda", fmt, "f32", plan, torch_cast(torch, "cuda", fmt, "f32"), "torch")
+            r = row("torch", "cuda", fmt, "f32", plan, torch_cast(torch, "cuda", fmt, "f32"), "torch-cuda")
             if stride is not None and not r.error and r.seconds > 0:
                 rate = r.checked / r.seconds
     pool.shutdown()

@@ -134,7 +134,11 @@ uint8_t kvfp8_fp8_encode_f32_ref(const kvfp8_fp8_rules *r, float x) {
     return kvfp8_fp8_encode_value_ref(r, (double)x);
 }
 
+static int half_is_nan(uint16_t h) { return (h & 0x7C00) == 0x7C00 && (h & 0x03FF) != 0; }
+
 uint8_t kvfp8_fp8_encode_f16_ref(const kvfp8_fp8_rules *r, uint16_t half_bits) {
+    if (r->f16_nan_unsigned && half_is_nan(half_bits))
+        return r->nan_code[0];
     return kvfp8_fp8_encode_value_ref(r, (double)kvfp8_f16_to_f32(half_bits));
 }
 
@@ -154,6 +158,8 @@ uint8_t kvfp8_fp8_encode_scaled_ref(const kvfp8_fp8_rules *r, kvfp8_source src,
     case KVFP8_SRC_F32:
         return kvfp8_fp8_encode_value_ref(r, (double)(bits_to_f32(source_bits) / scale));
     case KVFP8_SRC_F16: {
+        if (r->f16_nan_unsigned && half_is_nan((uint16_t)source_bits))
+            return r->nan_code[0];
         const float x = kvfp8_f16_to_f32((uint16_t)source_bits);
         if (r->half_scale_in_half) {
             /* vLLM on ROCm: `tmp.data /= scale` with a _Float16 and a float: the

@@ -16,7 +16,7 @@ static const char *const format_names[KVFP8_FORMAT_COUNT] = {"e4m3fn", "e5m2", "
                                                              "e5m2fnuz"};
 static const char *const mode_names[KVFP8_MODE_COUNT] = {"sat", "nonsat"};
 static const char *const profile_names[KVFP8_PROFILE_COUNT] = {
-    "ocp", "nvidia", "torch", "mldtypes", "hip", "hip-6.2", "hip-next"};
+    "ocp", "nvidia", "torch", "mldtypes", "hip", "hip-6.2", "hip-next", "torch-cuda"};
 static const char *const source_names[KVFP8_SOURCE_COUNT] = {"f32", "f16", "bf16"};
 
 static const char *const profile_descriptions[KVFP8_PROFILE_COUNT] = {
@@ -32,6 +32,8 @@ static const char *const profile_descriptions[KVFP8_PROFILE_COUNT] = {
     "NONSAT overflow gives the finite code 0x78/0x7C (a header bug)",
     "later ROCm/clr amd_hip_fp8.h (00387053): as hip, but +-Inf gives NaN (Inf for e5m2) in every mode "
     "and FNUZ NaN stays NaN",
+    "PyTorch tensor.to(torch.float8_*) on a CUDA tensor: as torch, but a half NaN loses its sign "
+    "(measured on an H200, torch 2.11)",
 };
 
 #define NAME_FUNCS(type, names, count, label)                                                  \
@@ -84,7 +86,7 @@ kvfp8_status kvfp8_fp8_rules_get(kvfp8_format f, kvfp8_mode m, kvfp8_profile p,
         return kvfp8_fail(KVFP8_ERR_UNSUPPORTED,
                           "profile hip-6.2 does not define format %s (ROCm 6.2's header has only the FNUZ formats)",
                           format_names[f]);
-    if ((p == KVFP8_PROFILE_TORCH || p == KVFP8_PROFILE_MLDTYPES) && sat)
+    if ((p == KVFP8_PROFILE_TORCH || p == KVFP8_PROFILE_TORCH_CUDA || p == KVFP8_PROFILE_MLDTYPES) && sat)
         return kvfp8_fail(KVFP8_ERR_UNSUPPORTED,
                           "profile %s does not define mode sat (its casts never saturate; "
                           "use --mode nonsat)",
@@ -137,7 +139,11 @@ kvfp8_status kvfp8_fp8_rules_get(kvfp8_format f, kvfp8_mode m, kvfp8_profile p,
         set2(r.nan_code, 0x7F, 0x7F);
         break;
     case KVFP8_PROFILE_TORCH:
-        /* c10: NaN -> 0x7F with the sign OR-ed in, for E4M3FN and E5M2. */
+    case KVFP8_PROFILE_TORCH_CUDA:
+        /* c10: NaN -> 0x7F with the sign OR-ed in, for E4M3FN and E5M2.  On CUDA a
+         * half input is widened by the hardware first, which drops a NaN's sign
+         * (bench/results/fp8-gpu-2026-11-30.md: all 1023 negative half NaNs -> 0x7F). */
+        r.f16_nan_unsigned = p == KVFP8_PROFILE_TORCH_CUDA;
         if (fnuz)
             set2(r.nan_code, FNUZ_NAN);
         else

@@ -44,9 +44,10 @@ typedef enum {
     KVFP8_PROFILE_MLDTYPES = 3,
     KVFP8_PROFILE_HIP = 4,      /* ROCm 6.3's amd_hip_fp8.h (the W7900 stack of vLLM #13147) */
     KVFP8_PROFILE_HIP_62 = 5,   /* ROCm 6.2's header: FNUZ only, overflow after rounding */
-    KVFP8_PROFILE_HIP_NEXT = 6  /* later ROCm/clr trees: Inf is NaN (Inf for e5m2) in every mode */
+    KVFP8_PROFILE_HIP_NEXT = 6, /* later ROCm/clr trees: Inf is NaN (Inf for e5m2) in every mode */
+    KVFP8_PROFILE_TORCH_CUDA = 7 /* PyTorch's cast on a CUDA tensor: a half NaN loses its sign */
 } kvfp8_profile;
-#define KVFP8_PROFILE_COUNT 7
+#define KVFP8_PROFILE_COUNT 8
 
 typedef enum {
     KVFP8_SRC_F32 = 0,
@@ -79,6 +80,10 @@ typedef struct {
      * the quotient to half before converting (a double rounding); everyone else
      * converts the float32 quotient directly. */
     int half_scale_in_half;
+    /* A half-precision NaN input loses its sign before the conversion (measured:
+     * PyTorch on CUDA widens the half to the canonical +NaN), so a half NaN of
+     * either sign gives nan_code[0]. */
+    int f16_nan_unsigned;
     /* The profile leaves the NaN code open (OCP: "a NaN"): a port may return any NaN
      * code and still conform.  The reference still returns nan_code. */
     int any_nan_conforms;
