@@ -13,12 +13,16 @@
 #define KVFP8_EXIT_FAILED 1
 #define KVFP8_EXIT_USAGE 2
 
+/* The whole tool: main() calls it (cli/main.c). */
+int kvfp8_cli_main(int argc, char **argv);
+
 int kvfp8_cmd_fp8(int argc, char **argv);
 int kvfp8_cmd_hash(int argc, char **argv);
 int kvfp8_cmd_scales(int argc, char **argv);
 int kvfp8_cmd_run(int argc, char **argv);
 int kvfp8_cmd_calibrate(int argc, char **argv);
 int kvfp8_cmd_quality(int argc, char **argv);
+int kvfp8_cmd_conform(int argc, char **argv);
 
 /* Prints "kvfp8 <cmd>: <message>" on stderr and returns KVFP8_EXIT_USAGE. */
 int kvfp8_cli_usage_error(const char *cmd, const char *fmt, ...)

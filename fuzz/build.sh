@@ -28,12 +28,23 @@ for src in ref/*.c cpu/*.c faults/*.c conformance/lib/*.c tests/lib/*.c; do
     $cc $flags ${CFLAGS:-} $extra -fsanitize=fuzzer-no-link -c "$src" -o "$obj"
     objs="$objs $obj"
 done
+# the tool's code without main(), for fuzz_cli only (plus what the tool links
+# beyond the library: CLI_EXTRA_SRCS, e.g. the conformance suites)
+cli_objs=""
+for src in cli/*.c ${CLI_EXTRA_SRCS:-}; do
+    obj="$objdir/cli_$(echo "$src" | tr / _).o"
+    # shellcheck disable=SC2086
+    $cc $flags -Icli ${CFLAGS:-} -DKVFP8_CLI_NO_MAIN -fsanitize=fuzzer-no-link -c "$src" -o "$obj"
+    cli_objs="$cli_objs $obj"
+done
 built=0
 for target in fuzz/fuzz_*.c; do
     [ -e "$target" ] || continue
     name=$(basename "$target" .c)
+    extra=""
+    [ "$name" = fuzz_cli ] && extra=$cli_objs
     # shellcheck disable=SC2086
-    $cc $flags ${CFLAGS:-} -fsanitize=fuzzer -o "$out/$name" "$target" $objs -lcrypto -lxxhash -ljansson -ldl -lm -lpthread
+    $cc $flags -Icli ${CFLAGS:-} -fsanitize=fuzzer -o "$out/$name" "$target" $objs $extra -lcrypto -lxxhash -ljansson -ldl -lm -lpthread
     echo "built $out/$name"
     built=$((built + 1))
 done
