@@ -32,5 +32,7 @@ for bin in "$OUT"/fuzz_*; do
         echo "oss-fuzz: $name FAILED:"; tail -n 20 "$work/$name.log"; bad=$((bad + 1))
     fi
 done
+want=$(ls fuzz/fuzz_*.c | wc -l)
+[ "$n" -eq "$want" ] || { echo "oss-fuzz: $n targets built, but fuzz/ has $want"; bad=$((bad + 1)); }
 echo "oss-fuzz check: $n targets, $bad failed"
 [ "$n" -gt 0 ] && [ "$bad" -eq 0 ]

@@ -3,6 +3,7 @@
 # https://google.github.io/oss-fuzz/getting-started/new-project-guide/ — it uses $CC,
 # $CFLAGS, $LIB_FUZZING_ENGINE, $SRC and $OUT, and leaves in $OUT one binary per target
 # with its seed corpus (fuzz_<name>_seed_corpus.zip) and dictionary (fuzz_<name>.dict).
+set -eu  # also when run as `bash build.sh`, which ignores the flags on the #! line
 cd "${SRC:-$(dirname "$0")/../..}/kvfp8" 2>/dev/null || cd "$(dirname "$0")/../.."
 OSS_FUZZ_MODE=1 sh fuzz/build.sh
 for target in fuzz/fuzz_*.c; do
