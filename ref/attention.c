@@ -236,3 +236,60 @@ kvfp8_status kvfp8_attention_error_bound(const kvfp8_attention_params *p, const 
     bound_ctx b = {bound, unit_roundoff(accumulate), output == KVFP8_DTYPE_F32 ? 0x1p-24 : unit_roundoff(output)};
     return for_each_row(p, cache, query, new_key, new_value, emit_bound, &b);
 }
+
+/* ---- cold versus warm (docs/attention.md) ------------------------------------------- */
+
+typedef struct {
+    double *bound;
+    const float *q, *exact_key, *exact_value;
+} reuse_ctx;
+
+static void emit_reuse(void *ctx, const seq_view *v, size_t token, int head, int kv_head, int first, int pos,
+                       const double *probs, const double *abs_qk) {
+    (void)abs_qk;
+    reuse_ctx *r = ctx;
+    const int d = v->c->head_size, kvh = v->c->num_kv_heads;
+    const int first_new = v->seq_len - v->q_len;
+    const float *q = r->q + (token * (size_t)v->p->num_q_heads + (size_t)head) * (size_t)d;
+    /* S: the largest change of a score between exact and cached K */
+    double s_max = 0;
+    for (int j = first; j <= pos && j < first_new; j++) {
+        double ds = 0;
+        for (int e = 0; e < d; e++) {
+            const double exact = r->exact_key[((size_t)j * kvh + kv_head) * d + e];
+            ds += fabs((double)q[e]) * fabs(exact - read_kv(v, 0, j, kv_head, e));
+        }
+        ds *= v->p->softmax_scale;
+        if (ds > s_max)
+            s_max = ds;
+    }
+    const double grow = expm1(2 * s_max);
+    double *row = r->bound + (token * (size_t)v->p->num_q_heads + (size_t)head) * (size_t)d;
+    for (int e = 0; e < d; e++) {
+        double spread = 0, shift = 0, mag = 0;
+        for (int j = first; j <= pos; j++) {
+            const double exact = r->exact_value[((size_t)j * kvh + kv_head) * d + e];
+            spread += probs[j] * fabs(exact);
+            if (j < first_new)
+                shift += probs[j] * fabs(exact - read_kv(v, 1, j, kv_head, e));
+            mag += probs[j] * fabs(exact);
+        }
+        /* plus a rounding allowance for two double-precision evaluations */
+        row[e] = grow * spread + shift + 1e-12 * mag + 0x1p-60;
+    }
+}
+
+kvfp8_status kvfp8_attention_reuse_bound(const kvfp8_attention_params *p, const kvfp8_kv_cache *cache,
+                                         const float *query, const float *exact_key, const float *exact_value,
+                                         double *bound) {
+    if (p->num_seqs != 1)
+        return kvfp8_fail(KVFP8_ERR_INVALID, "reuse bound: one sequence at a time (got %d)", p->num_seqs);
+    if (!exact_key || !exact_value)
+        return kvfp8_fail(KVFP8_ERR_INVALID, "reuse bound: the exact K and V are required");
+    /* the warm run's reads; `mixed` needs the chunk's own K/V, which are exact */
+    const int first_new = p->seq_lens[0] - (p->query_start_loc[1] - p->query_start_loc[0]);
+    const size_t per_tok = (size_t)cache->num_kv_heads * (size_t)cache->head_size;
+    reuse_ctx r = {bound, query, exact_key, exact_value};
+    return for_each_row(p, cache, query, exact_key + (size_t)first_new * per_tok,
+                        exact_value + (size_t)first_new * per_tok, emit_reuse, &r);
+}

@@ -69,6 +69,18 @@ kvfp8_status kvfp8_attention_error_bound(const kvfp8_attention_params *p, const 
                                          const float *query, const float *new_key, const float *new_value,
                                          kvfp8_model_dtype accumulate, kvfp8_model_dtype output, double *bound);
 
+/* Cold versus warm (the PROPERTY level under `mixed`): a request served cold reads
+ * every K/V of its prompt unquantized (the whole prompt is the current chunk); served
+ * warm, it reads the cached prefix back from the cache.  For the warm run described
+ * by p (one sequence: num_seqs == 1), bound[t][h][d] is the largest difference the
+ * two outputs may show, given the exact (unquantized) K/V of every position,
+ * exact_key / exact_value: [seq_len][num_kv_heads][head_size].  Derivation in
+ * docs/attention.md: (exp(2S) - 1) * sum_j p_j |v_j| + sum_j p_j |dv_j|, with S the
+ * largest score change sum_i |q_i| |dk_ji| * softmax_scale. */
+kvfp8_status kvfp8_attention_reuse_bound(const kvfp8_attention_params *p, const kvfp8_kv_cache *cache,
+                                         const float *query, const float *exact_key, const float *exact_value,
+                                         double *bound);
+
 #ifdef __cplusplus
 }
 #endif
