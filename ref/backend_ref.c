@@ -1,16 +1,27 @@
 /* The reference backend (ref/ behind the backend table) and the table checks. */
 #include "kvfp8/backend.h"
 
+#include <dlfcn.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const op_names[KVFP8_OP_COUNT] = {"fp8_encode", "fp8_decode", "cache_write", "paged_attention"};
+static const char *const op_names[KVFP8_OP_COUNT] = {"fp8_encode",      "fp8_decode", "cache_write",
+                                                     "paged_attention", "block_hash", "device_timing"};
 
 const char *kvfp8_backend_op_name(kvfp8_backend_op op) {
     return (unsigned)op < KVFP8_OP_COUNT ? op_names[op] : "?";
 }
 
-static kvfp8_status ref_create(void **state) {
+int kvfp8_backend_op_optional(kvfp8_backend_op op) {
+    return op == KVFP8_OP_BLOCK_HASH || op == KVFP8_OP_DEVICE_TIMING;
+}
+
+static const kvfp8_backend_host host_services = {KVFP8_BACKEND_ABI_VERSION, sizeof(kvfp8_backend_host), kvfp8_fail};
+
+const kvfp8_backend_host *kvfp8_backend_host_services(void) { return &host_services; }
+
+static kvfp8_status ref_create(const kvfp8_backend_host *host, void **state) {
+    (void)host;
     *state = NULL;
     return KVFP8_OK;
 }
@@ -21,6 +32,10 @@ static kvfp8_status ref_supports(void *state, const kvfp8_backend_query *q) {
     (void)state;
     if ((unsigned)q->op >= KVFP8_OP_COUNT)
         return kvfp8_fail(KVFP8_ERR_UNSUPPORTED, "ref: unknown operation %d", (int)q->op);
+    if (q->op == KVFP8_OP_DEVICE_TIMING)
+        return kvfp8_fail(KVFP8_ERR_UNSUPPORTED, "ref: no device, so no device timing");
+    if (q->op == KVFP8_OP_BLOCK_HASH && (unsigned)q->hash_algo >= KVFP8_HASH_ALGO_COUNT)
+        return kvfp8_fail(KVFP8_ERR_UNSUPPORTED, "ref: unknown hash algorithm %d", (int)q->hash_algo);
     return KVFP8_OK; /* the reference defines every combination the types can express */
 }
 
@@ -30,6 +45,8 @@ static kvfp8_status ref_encode(void *state, const kvfp8_fp8_rules *r, kvfp8_sour
     kvfp8_status st = kvfp8_fp8_check_scale(scale);
     if (st != KVFP8_OK)
         return st;
+    if ((unsigned)src >= KVFP8_SOURCE_COUNT)
+        return kvfp8_fail(KVFP8_ERR_INVALID, "ref encode: unknown source type %d", (int)src);
     const unsigned char *p = in;
     const size_t width = src == KVFP8_SRC_F32 ? 4 : 2;
     for (size_t i = 0; i < n; i++) {
@@ -73,9 +90,16 @@ static kvfp8_status ref_attention(void *state, const kvfp8_attention_params *p, 
     return st;
 }
 
+static kvfp8_status ref_block_hash(void *state, kvfp8_hash_algo algo, const kvfp8_block_hash *none_hash,
+                                   size_t block_size, const int64_t *tokens, size_t n_tokens, kvfp8_block_hash *out,
+                                   size_t out_cap, size_t *n_out) {
+    (void)state;
+    return kvfp8_hash_blocks(algo, block_size, none_hash, NULL, tokens, n_tokens, out, out_cap, n_out);
+}
+
 static const kvfp8_backend_ops ref_ops = {
     KVFP8_BACKEND_ABI_VERSION, sizeof(kvfp8_backend_ops), "ref", ref_create, ref_destroy, ref_supports,
-    ref_encode, ref_decode, ref_cache_write, ref_attention,
+    ref_encode, ref_decode, ref_cache_write, ref_attention, ref_block_hash, NULL,
 };
 
 const kvfp8_backend_ops *kvfp8_backend_ref(void) { return &ref_ops; }
@@ -85,12 +109,14 @@ kvfp8_status kvfp8_backend_open(const kvfp8_backend_ops *ops, kvfp8_backend *out
     if (!ops)
         return kvfp8_fail(KVFP8_ERR_INVALID, "backend: no operations table");
     const char *name = ops->name ? ops->name : "(unnamed)";
+    /* Read the two header words before anything else: a table of another ABI may be
+     * shorter than ours, so no other field of it can be trusted. */
     if (ops->abi_version != KVFP8_BACKEND_ABI_VERSION)
-        return kvfp8_fail(KVFP8_ERR_UNSUPPORTED, "backend %s: ABI version %u, this kvfp8 speaks %u", name,
-                          ops->abi_version, KVFP8_BACKEND_ABI_VERSION);
+        return kvfp8_fail(KVFP8_ERR_FORMAT, "backend %s: ABI version %u, this kvfp8 speaks %u (rebuild it against "
+                          "this kvfp8's include/kvfp8/backend.h)", name, ops->abi_version, KVFP8_BACKEND_ABI_VERSION);
     if (ops->struct_size != sizeof(kvfp8_backend_ops))
-        return kvfp8_fail(KVFP8_ERR_UNSUPPORTED, "backend %s: operations table of %u bytes, expected %zu", name,
-                          ops->struct_size, sizeof(kvfp8_backend_ops));
+        return kvfp8_fail(KVFP8_ERR_FORMAT, "backend %s: operations table of %u bytes, expected %zu for ABI version %u",
+                          name, ops->struct_size, sizeof(kvfp8_backend_ops), KVFP8_BACKEND_ABI_VERSION);
     const struct {
         const char *what;
         int present;
@@ -102,9 +128,32 @@ kvfp8_status kvfp8_backend_open(const kvfp8_backend_ops *ops, kvfp8_backend *out
         if (!parts[i].present)
             return kvfp8_fail(KVFP8_ERR_INVALID, "backend %s: operation %s is missing (declare it unsupported instead)",
                               name, parts[i].what);
-    kvfp8_status st = ops->create(&out->state);
+    kvfp8_status st = ops->create(&host_services, &out->state);
     if (st != KVFP8_OK)
         return st;
+    /* An optional operation left out must be declared so; otherwise a caller that
+     * trusts `supports` would call through NULL. */
+    const struct {
+        kvfp8_backend_op op;
+        int present;
+    } optional[] = {{KVFP8_OP_BLOCK_HASH, ops->block_hash != NULL}, {KVFP8_OP_DEVICE_TIMING, ops->device_timing != NULL}};
+    for (size_t i = 0; i < sizeof optional / sizeof optional[0]; i++) {
+        if (optional[i].present)
+            continue;
+        for (int algo = 0; algo < (optional[i].op == KVFP8_OP_BLOCK_HASH ? KVFP8_HASH_ALGO_COUNT : 1); algo++) {
+            kvfp8_backend_query q;
+            memset(&q, 0, sizeof q);
+            q.op = optional[i].op;
+            q.hash_algo = (kvfp8_hash_algo)algo;
+            if (ops->supports(out->state, &q) == KVFP8_OK) {
+                ops->destroy(out->state);
+                out->state = NULL;
+                return kvfp8_fail(KVFP8_ERR_INVALID,
+                                  "backend %s: `supports` accepts %s but the operation is NULL (decline it instead)",
+                                  name, kvfp8_backend_op_name(optional[i].op));
+            }
+        }
+    }
     out->ops = ops;
     return KVFP8_OK;
 }
@@ -112,5 +161,7 @@ kvfp8_status kvfp8_backend_open(const kvfp8_backend_ops *ops, kvfp8_backend *out
 void kvfp8_backend_close(kvfp8_backend *b) {
     if (b->ops)
         b->ops->destroy(b->state);
+    if (b->dl_handle) /* after destroy: the table and its code live in the object */
+        dlclose(b->dl_handle);
     memset(b, 0, sizeof *b);
 }

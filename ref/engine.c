@@ -137,7 +137,9 @@ static kvfp8_status attend(void *vctx, int layer, const float *q, const float *k
         src = KVFP8_SRC_F32;
         kin = k, vin = v;
     }
-    kvfp8_backend_query wq = {KVFP8_OP_CACHE_WRITE, e->storage, e->storage.fp8, src, a->read, e->mc.dtype, D, bs, 0};
+    const int per_head = c->scale_count > 1;
+    kvfp8_backend_query wq = {KVFP8_OP_CACHE_WRITE, e->storage, e->storage.fp8, src, a->read, e->mc.dtype, D, bs, 0,
+                              0, 0, KVH, per_head, 0, 0, KVFP8_HASH_SHA256};
     if ((st = call_hook(e, KVFP8_SITE_CACHE_WRITE, &wq)) != KVFP8_OK)
         goto done;
     if ((st = e->backend.ops->cache_write(e->backend.state, c, src, kin, vin, slots, (size_t)n)) != KVFP8_OK)
@@ -165,7 +167,8 @@ static kvfp8_status attend(void *vctx, int layer, const float *q, const float *k
     kvfp8_attention_params p = {1, qsl, lens, table, (int)a->n_blocks, e->mc.num_q_heads,
                                 1.0 / sqrt((double)D), 0, 0, a->read, e->mc.dtype};
     kvfp8_backend_query aq = {KVFP8_OP_PAGED_ATTENTION, e->storage, e->storage.fp8, src, a->read, e->mc.dtype, D, bs,
-                              strcmp(a->site, KVFP8_SITE_PREFIX_PREFILL) == 0};
+                              strcmp(a->site, KVFP8_SITE_PREFIX_PREFILL) == 0, n, e->mc.num_q_heads, KVH, per_head,
+                              0, 0, KVFP8_HASH_SHA256};
     st = call_hook(e, a->site, &aq);
     if (st == KVFP8_OK)
         st = e->backend.ops->paged_attention(e->backend.state, &p, c, q, k, v, out);

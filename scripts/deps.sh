@@ -24,9 +24,10 @@ need gcc command -v ${CC:-cc}
 need libssl-dev have_header openssl/sha.h
 need libxxhash-dev have_header xxhash.h
 need libjansson-dev have_header jansson.h
+# the tool links the conformance suites, which are cmocka tests (kvfp8 conform)
+need libcmocka-dev have_cmocka
 case $job in
 test|coverage|fuzz)
-    need libcmocka-dev have_cmocka
     need python3 test -x /usr/bin/python3
     need python3-cbor2 /usr/bin/python3 -c 'import cbor2'
     need python3-xxhash /usr/bin/python3 -c 'import xxhash'
