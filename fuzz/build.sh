@@ -51,9 +51,9 @@ for src in ref/*.c cpu/*.c faults/*.c conformance/lib/*.c tests/lib/*.c; do
     objs="$objs $obj"
 done
 # The tool's code without main(), for fuzz_cli only (plus what the tool links beyond
-# the library: CLI_EXTRA_SRCS, e.g. the conformance suites).
+# the library: CLI_EXTRA_SRCS, by default the conformance suites, which need cmocka).
 cli_objs=""
-for src in cli/*.c ${CLI_EXTRA_SRCS:-}; do
+for src in cli/*.c ${CLI_EXTRA_SRCS:-conformance/suites/*.c}; do
     [ -e "$src" ] || continue
     obj="$objdir/cli_$(echo "$src" | tr / _).o"
     # shellcheck disable=SC2086
@@ -65,7 +65,7 @@ for target in fuzz/fuzz_*.c; do
     [ -e "$target" ] || continue
     name=$(basename "$target" .c)
     extra=""
-    [ "$name" = fuzz_cli ] && extra=$cli_objs
+    [ "$name" = fuzz_cli ] && extra="$cli_objs ${CLI_EXTRA_LIBS:--lcmocka}"
     # shellcheck disable=SC2086
     $cc $flags $engine -o "$out/$name" "$target" $objs $extra -lcrypto -lxxhash -ljansson -ldl -lm -lpthread
     echo "built $out/$name"
