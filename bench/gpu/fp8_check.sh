@@ -26,7 +26,7 @@ set -u
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
 DEPS=$BUILD/gpu-deps
-DEB_PACKAGES="libxxhash-dev libxxhash0 libjansson-dev libjansson4"
+DEB_PACKAGES="libxxhash-dev libxxhash0 libjansson-dev libjansson4 libcmocka-dev libcmocka0"
 
 if [ "${1:-}" = prepare ]; then
     mkdir -p "$DEPS"
