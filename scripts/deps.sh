@@ -39,6 +39,7 @@ fuzz)
     need clang command -v clang
     need libclang-rt-14-dev sh -c 'echo "int LLVMFuzzerTestOneInput(const char*d,long n){return 0;}" | clang -x c - -fsanitize=fuzzer -o /dev/null'
     need zip command -v zip
+    need unzip command -v unzip
     ;;
 esac
 
