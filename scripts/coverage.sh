@@ -17,7 +17,7 @@ for dir in ref cpu faults; do
     if ! lcov --quiet --extract "$info" "$(pwd)/$dir/*" --rc lcov_branch_coverage=1 --output-file "$part" 2>/dev/null; then
         continue
     fi
-    summary=$(lcov --summary "$part" --rc lcov_branch_coverage=1 2>&1)
+    summary=$(lcov --summary "$part" --rc lcov_branch_coverage=1 2>&1) || continue  # no files there yet
     lines=$(echo "$summary" | sed -n 's/.*lines\.*: \([0-9.]*\)%.*/\1/p')
     branches=$(echo "$summary" | sed -n 's/.*branches\.*: \([0-9.]*\)%.*/\1/p')
     [ -n "$lines" ] || continue
