@@ -68,6 +68,8 @@ help:
 	@echo "  make bench      CPU benchmarks; tables go to stdout (copy to bench/results/)"
 	@echo "  make cuda       build the CUDA code with nvcc (sm_80, sm_89, sm_90); skips without nvcc"
 	@echo "  make hip        build the HIP code with hipcc (gfx90a, gfx1030); skips without hipcc"
+	@echo "  make bench-gpu  NVIDIA GPU: build, check the KV-cache kernels against the reference, bench them"
+	@echo "                  with the PyTorch baseline (bench/gpu/run.sh; results in \$$OUT or $(BUILD)/bench-gpu/)"
 	@echo "  make sanitize   the whole test suite under AddressSanitizer + UBSan (build-san/)"
 	@echo "  make coverage   lcov HTML report in build-cov/coverage/, line and branch figures printed"
 	@echo "  make docs       regenerate docs/fp8-differences.md from the tool itself"
@@ -177,8 +179,9 @@ cuda:
 hip:
 	@sh gpu/build.sh hip $(BUILD)
 
-bench-gpu: all
-	@sh gpu/build.sh cuda $(BUILD)
+# Builds what it needs itself (the library against carried -dev packages on a GPU
+# machine that lacks them, then the CUDA code): bench/gpu/run.sh.
+bench-gpu:
 	@sh bench/gpu/run.sh $(BUILD)
 
 fuzz-build:

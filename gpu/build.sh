@@ -4,10 +4,16 @@
 #   sh gpu/build.sh cuda BUILD   nvcc: BUILD/gpu/fp8_exhaustive (linked with
 #                                BUILD/lib/libkvfp8.a, built first if missing) and
 #                                BUILD/gpu/fp8_convert_kernels.o, for sm_80, sm_89
-#                                and sm_90 (+ compute_90 PTX for later GPUs)
+#                                and sm_90 (+ compute_90 PTX for later GPUs); the
+#                                KV-cache kernels for sm_90 (+ PTX): the `cuda` backend
+#                                BUILD/lib/libkvfp8_cuda.so, the correctness harness
+#                                BUILD/gpu/test_gpu and the bench BUILD/gpu/bench_gpu
 #   sh gpu/build.sh hip BUILD    hipcc, compile only (-c): the HIP-portable sources
 #                                into BUILD/hip/, for gfx90a and gfx1030 (and gfx940
 #                                when this hipcc knows it)
+#
+# GPU_JOBS (default 2) nvcc processes run at once; the KV-cache kernels are separate
+# files so that a machine with cores builds them in parallel.
 #
 # A missing compiler is not an error (prints a line and exits 0): CI and developer
 # machines have no GPU and may have neither toolkit.  A compile error is an error.
@@ -19,7 +25,12 @@ cd "$(dirname "$0")/.."
 # HIP-portable sources: each builds unchanged under nvcc and hipcc through
 # gpu/kvfp8_gpu_compat.h.  fp8_exhaustive.cu is deliberately not here: it tests
 # NVIDIA's own __nv_cvt_* intrinsics, so it is CUDA-only.
-PORTABLE_SRCS="gpu/fp8_convert_kernels.cu"
+PORTABLE_SRCS="gpu/fp8_convert_kernels.cu gpu/cache_write.cu gpu/paged_decode.cu gpu/prefill_prefix.cu"
+# The KV-cache kernels (gpu/kvfp8_kernels.h).  The tensor-core parts of paged_decode.cu
+# and prefill_prefix.cu are CUDA-only (mma.sync, ldmatrix, cp.async): under hipcc
+# those files build their portable kernels and entry points that decline.
+KV_SRCS="gpu/cache_write.cu gpu/paged_decode.cu gpu/prefill_prefix.cu"
+GPU_JOBS=${GPU_JOBS:-2}
 
 # Rebuild only when an output is missing or older than any GPU source, public
 # header or the library: nvcc for three architectures takes a minute on 2 cores.
@@ -27,7 +38,7 @@ PORTABLE_SRCS="gpu/fp8_convert_kernels.cu"
 stale() { # stale OUTPUT DEPENDENCY...
     stale_target=$1; shift
     [ -e "$stale_target" ] || return 0
-    [ -n "$(find gpu include "$@" -newer "$stale_target" \( -name '*.cu' -o -name '*.h' -o -name '*.a' \) 2>/dev/null | head -n 1)" ]
+    [ -n "$(find gpu include "$@" -newer "$stale_target" \( -name '*.cu' -o -name '*.cuh' -o -name '*.h' -o -name '*.a' \) 2>/dev/null | head -n 1)" ]
 }
 
 case $kind in
@@ -56,7 +67,7 @@ cuda)
     mkdir -p "$out"
     if stale "$out/fp8_exhaustive" "$BUILD/lib/libkvfp8.a"; then
         echo "nvcc $("$NVCC" --version | sed -n 's/.*release \([0-9.]*\).*/\1/p'):$gencode"
-        for src in $PORTABLE_SRCS gpu/fp8_exhaustive.cu; do
+        for src in gpu/fp8_convert_kernels.cu gpu/fp8_exhaustive.cu; do
             obj="$out/$(basename "$src" .cu).o"
             echo "  CUDA $src -> $obj"
             "$NVCC" $flags -c "$src" -o "$obj"
@@ -66,6 +77,42 @@ cuda)
             "$BUILD/lib/libkvfp8.a" -lpthread -lm
     else
         echo "kvfp8: $out/fp8_exhaustive is up to date"
+    fi
+
+    # KV-cache kernels, the backend library, the harness and the bench: sm_90 only
+    # (the H200 they run on; compute_90 PTX for later GPUs).  Host code: -fPIC for the
+    # shared object, hidden visibility so it exports only kvfp8_backend_entry.
+    kvflags="-std=c++17 -O3 -Iinclude -Igpu -Xcompiler -Wall,-Wextra,-Werror,-fPIC,-fvisibility=hidden
+        --Werror all-warnings -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90"
+    kv="$out/kv"
+    mkdir -p "$kv" "$BUILD/lib"
+    targets="$BUILD/lib/libkvfp8_cuda.so $out/test_gpu $out/bench_gpu"
+    need=0
+    for t in $targets; do stale "$t" "$BUILD/lib/libkvfp8.a" && need=1; done
+    if [ $need = 1 ]; then
+        echo "nvcc (KV-cache kernels): sm_90, $GPU_JOBS at once"
+        n=0 pids=""
+        for src in $KV_SRCS gpu/backend_cuda.cu gpu/test_gpu.cu gpu/bench_gpu.cu; do
+            obj="$kv/$(basename "$src" .cu).o"
+            echo "  CUDA $src -> $obj"
+            "$NVCC" $kvflags -c "$src" -o "$obj" &
+            pids="$pids $!"
+            n=$((n + 1))
+            if [ $n -ge "$GPU_JOBS" ]; then
+                for p in $pids; do wait "$p" || exit 1; done
+                n=0 pids=""
+            fi
+        done
+        for p in $pids; do wait "$p" || exit 1; done
+        kvobjs="$kv/cache_write.o $kv/paged_decode.o $kv/prefill_prefix.o"
+        echo "  LINK $BUILD/lib/libkvfp8_cuda.so"
+        "$NVCC" $kvflags -shared -o "$BUILD/lib/libkvfp8_cuda.so" "$kv/backend_cuda.o" $kvobjs
+        echo "  LINK $out/test_gpu"
+        "$NVCC" $kvflags -o "$out/test_gpu" "$kv/test_gpu.o" $kvobjs "$BUILD/lib/libkvfp8.a" -lpthread -lm
+        echo "  LINK $out/bench_gpu"
+        "$NVCC" $kvflags -o "$out/bench_gpu" "$kv/bench_gpu.o" $kvobjs "$BUILD/lib/libkvfp8.a" -lpthread -lm
+    else
+        echo "kvfp8: $BUILD/lib/libkvfp8_cuda.so, $out/test_gpu and $out/bench_gpu are up to date"
     fi
     ;;
 hip)

@@ -1,0 +1,664 @@
+// kvfp8 — paged attention: the tensor-core decode kernel (split-KV, GQA) and the
+// portable fallback kernel that implements every case of the reference.
+//
+// decode_mma (CUDA, sm_80+; E4M3/E5M2 conversions in hardware on sm_89+):
+//   one CTA (4 warps) per (split of the context, KV head, group of <= 8 query heads
+//   of that KV head, sequence).  Each KV byte of the split is loaded once, by one
+//   thread, with 16-byte loads, and serves every query head of the group: the scores
+//   are S^T = K Q^T on mma.m16n8k16 (16 tokens x 8 heads; K is the A operand straight
+//   from registers: the head dimension is permuted so that each thread's fragment is
+//   the 16-byte run it loaded, and Q is loaded in the same permutation), then O^T +=
+//   V^T P^T (V^T from registers, bytes transposed with PRMT; P^T moved between lanes
+//   with 8 shuffles per 16 tokens).  Online softmax in float32 (exp2 with log2(e)
+//   folded into the score scale); warps of a CTA combine through shared memory; the
+//   splits of one (sequence, KV head) are combined by the last CTA to finish (a
+//   counter per unit, reset by that CTA).  Each warp keeps the next 16-token chunk's
+//   loads in flight while it computes the current one.
+// attention_generic (CUDA and HIP): one CTA per (query token, query head), float32,
+//   two passes per 128 keys; every read semantics, sliding window, soft cap, every
+//   storage.  Slow on purpose-simple; the backend uses it for what the tensor-core
+//   kernels do not cover, and HIP builds use it for everything.
+#include <math.h>
+
+#include <algorithm>
+
+#include "kvfp8_dev.cuh"
+#include "kvfp8_kernels.h"
+#include "kvfp8_mma.cuh"
+
+namespace kvfp8_gpu {
+
+// ==== the portable kernel ==================================================================
+
+namespace {
+
+constexpr int kGenThreads = 128;
+constexpr int kGenMaxDims = 4; // head_size <= 512
+
+__device__ __forceinline__ float generic_kv(const AttnArgs &a, int is_value, int seq, int j, int kvh, int d,
+                                            int first_new, int q_begin, bool fold) {
+    const int D = a.head_size;
+    if (a.read == KVFP8_READ_MIXED && j >= first_new) {
+        const float *src = is_value ? a.new_value : a.new_key;
+        const size_t t = (size_t)(q_begin + (j - first_new));
+        return src[(t * (size_t)a.num_kv_heads + (size_t)kvh) * (size_t)D + (size_t)d];
+    }
+    const int block = a.block_table[(size_t)seq * a.max_blocks_per_seq + j / a.block_size];
+    const size_t slot = (size_t)block * (size_t)a.block_size + (size_t)(j % a.block_size);
+    const size_t at = (slot * (size_t)a.num_kv_heads + (size_t)kvh) * (size_t)D + (size_t)d;
+    const uint8_t *cache = is_value ? a.value_cache : a.key_cache;
+    if (a.storage.is_fp8) {
+        const float dec = fp8_decode(a.storage.fp8.format, cache[at]);
+        if (fold)
+            return dec; // uniform: the exact decoded value, the scale folded outside
+        const int si = a.per_head_scales ? kvh : 0;
+        const float x = dec != dec ? dec : dec * a.scales[(is_value ? 256 : 0) + si];
+        return round_to_model(a.model_dtype, x);
+    }
+    switch (a.storage.dtype) {
+    case KVFP8_DTYPE_F16: return f16_to_f32(((const uint16_t *)cache)[at]);
+    case KVFP8_DTYPE_BF16: return bf16_to_f32(((const uint16_t *)cache)[at]);
+    case KVFP8_DTYPE_F32: break;
+    }
+    return ((const float *)cache)[at];
+}
+
+__device__ __forceinline__ float block_reduce(float v, float *red, bool is_max) {
+    const int tid = threadIdx.x;
+    red[tid] = v;
+    __syncthreads();
+    for (int s = kGenThreads / 2; s > 0; s >>= 1) {
+        if (tid < s)
+            red[tid] = is_max ? fmaxf(red[tid], red[tid + s]) : red[tid] + red[tid + s];
+        __syncthreads();
+    }
+    const float r = red[0];
+    __syncthreads();
+    return r;
+}
+
+__global__ void __launch_bounds__(kGenThreads)
+    attention_generic_kernel(AttnArgs a, const int *token_seq, const int *token_list) {
+    extern __shared__ float gsm[];
+    const int D = a.head_size;
+    float *sq = gsm;             // [D]
+    float *sp = sq + D;          // [kGenThreads]
+    float *red = sp + kGenThreads;
+    const int token = token_list[blockIdx.x], h = blockIdx.y, tid = threadIdx.x;
+    const int seq = token_seq[token];
+    const int q_begin = a.query_start_loc[seq], q_len = a.query_start_loc[seq + 1] - q_begin;
+    const int len = a.seq_lens[seq];
+    const int first_new = len - q_len;
+    const int pos = first_new + (token - q_begin);
+    const int first = a.sliding_window > 0 ? max(0, pos - a.sliding_window + 1) : 0;
+    const int group = a.num_q_heads / a.num_kv_heads, kvh = h / group;
+    const bool fold = a.read == KVFP8_READ_UNIFORM && a.storage.is_fp8;
+    const int si = a.per_head_scales ? kvh : 0;
+    const float kfold = fold ? a.scales[si] : 1.0f, vfold = fold ? a.scales[256 + si] : 1.0f;
+    const float *q = a.query + ((size_t)token * a.num_q_heads + h) * (size_t)D;
+    for (int d = tid; d < D; d += kGenThreads)
+        sq[d] = q[d];
+    __syncthreads();
+    float m = -INFINITY, l = 0.0f, acc[kGenMaxDims];
+#pragma unroll
+    for (int i = 0; i < kGenMaxDims; i++)
+        acc[i] = 0.0f;
+    for (int j0 = first; j0 <= pos; j0 += kGenThreads) {
+        const int j = j0 + tid;
+        float s = -INFINITY;
+        if (j <= pos) {
+            float dot = 0.0f;
+            for (int d = 0; d < D; d++)
+                dot = fmaf(sq[d], generic_kv(a, 0, seq, j, kvh, d, first_new, q_begin, fold), dot);
+            s = dot * kfold * a.softmax_scale;
+            if (a.soft_cap > 0)
+                s = a.soft_cap * tanhf(s / a.soft_cap);
+        }
+        const float cm = block_reduce(s, red, true);
+        const float m_new = fmaxf(m, cm);
+        const float alpha = m == -INFINITY ? 0.0f : expf(m - m_new);
+        const float p = j <= pos ? expf(s - m_new) : 0.0f;
+        sp[tid] = p;
+        const float ps = block_reduce(p, red, false); // also orders sp[] for the loop below
+        l = l * alpha + ps;
+        const int cnt = min(kGenThreads, pos - j0 + 1);
+#pragma unroll
+        for (int i = 0; i < kGenMaxDims; i++) {
+            const int d = tid + i * kGenThreads;
+            if (d < D) {
+                float o = acc[i] * alpha;
+                for (int jj = 0; jj < cnt; jj++)
+                    o = fmaf(sp[jj], generic_kv(a, 1, seq, j0 + jj, kvh, d, first_new, q_begin, fold), o);
+                acc[i] = o;
+            }
+        }
+        m = m_new;
+        __syncthreads(); // sp[] is rewritten by the next round
+    }
+    float *out = a.out + ((size_t)token * a.num_q_heads + h) * (size_t)D;
+#pragma unroll
+    for (int i = 0; i < kGenMaxDims; i++) {
+        const int d = tid + i * kGenThreads;
+        if (d < D)
+            out[d] = acc[i] / l * vfold;
+    }
+}
+
+} // namespace
+
+cudaError_t attention_generic(const AttnArgs &a, const int *token_seq, const int *token_list, int num_tokens,
+                              cudaStream_t stream) {
+    if (num_tokens <= 0)
+        return cudaSuccess;
+    if (a.head_size > kGenThreads * kGenMaxDims)
+        return cudaErrorInvalidValue;
+    const size_t smem = sizeof(float) * ((size_t)a.head_size + 2 * kGenThreads);
+    attention_generic_kernel<<<dim3((unsigned)num_tokens, (unsigned)a.num_q_heads), kGenThreads, smem, stream>>>(
+        a, token_seq, token_list);
+    return cudaGetLastError();
+}
+
+// ==== the tensor-core decode kernel =========================================================
+
+#if defined(KVFP8_GPU_CUDA)
+
+namespace {
+
+constexpr int kWarps = 4;
+constexpr int kMaxSplits = 256;
+
+struct DecodeParams {
+    AttnArgs a;
+    const int *seq_ids;
+    int split_len, max_splits, ngroups, group;
+    float *ws_o;  // [unit][max_splits][8][D]
+    float *ws_ml; // [unit][max_splits][8][2]
+    int *ws_cnt;  // [unit]
+};
+
+template <int D, int KIND>
+struct DecodeShape {
+    static constexpr int ES = KIND == KV_16BIT ? 2 : 1; // bytes per element
+    static constexpr int L = D * ES / 64;               // 16-byte K loads per token per thread
+    static constexpr int KW = D * ES / 16;              // K words per token per thread
+    static constexpr int VW = D * ES / 32;              // V words per token per thread
+    static constexpr int KS = D / 16;                   // k-steps of QK = m-tiles of PV
+    static constexpr int NBUF = D * ES <= 128 ? 2 : 1;  // chunks in flight per warp
+};
+
+template <int D, int KIND>
+struct Chunk {
+    uint32_t k[2][DecodeShape<D, KIND>::KW];
+    uint32_t v[4][DecodeShape<D, KIND>::VW];
+};
+
+__device__ __forceinline__ uint4 ldg16(const uint8_t *p) { return __ldg((const uint4 *)p); }
+__device__ __forceinline__ uint2 ldg8(const uint8_t *p) { return __ldg((const uint2 *)p); }
+
+template <int D, int KIND>
+__device__ __forceinline__ void load_chunk(Chunk<D, KIND> &c, const uint8_t *kbase, const uint8_t *vbase,
+                                           size_t tok_stride, size_t slot0, int g, int t, int valid_tokens) {
+    using S = DecodeShape<D, KIND>;
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        const uint8_t *p = kbase + (slot0 + (size_t)(g + 8 * i)) * tok_stride + (size_t)t * 16;
+#pragma unroll
+        for (int l = 0; l < S::L; l++) {
+            const uint4 x = ldg16(p + l * 64);
+            c.k[i][4 * l] = x.x, c.k[i][4 * l + 1] = x.y, c.k[i][4 * l + 2] = x.z, c.k[i][4 * l + 3] = x.w;
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const int T = 2 * t + (i & 1) + (i >> 1) * 8;
+        const uint8_t *p = vbase + (slot0 + (size_t)T) * tok_stride + (size_t)g * (S::VW * 4);
+        if (S::VW >= 4) {
+#pragma unroll
+            for (int u = 0; u < S::VW / 4; u++) {
+                const uint4 x = ldg16(p + 16 * u);
+                c.v[i][4 * u] = x.x, c.v[i][4 * u + 1] = x.y, c.v[i][4 * u + 2] = x.z, c.v[i][4 * u + 3] = x.w;
+            }
+        } else {
+            const uint2 x = ldg8(p);
+            c.v[i][0] = x.x, c.v[i][1] = x.y;
+        }
+    }
+    if (valid_tokens < 16) { // the sequence's last chunk: tokens past its end are zeros
+#pragma unroll
+        for (int i = 0; i < 2; i++)
+            if (g + 8 * i >= valid_tokens)
+#pragma unroll
+                for (int w = 0; w < S::KW; w++)
+                    c.k[i][w] = 0;
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+            if (2 * t + (i & 1) + (i >> 1) * 8 >= valid_tokens)
+#pragma unroll
+                for (int w = 0; w < S::VW; w++)
+                    c.v[i][w] = 0;
+    }
+}
+
+template <int D, int KIND, int MT>
+struct WarpState {
+    float o[D / 16][4];
+    float m0, m1, l0, l1;
+};
+
+template <int D, int KIND, int MT>
+__device__ __forceinline__ void compute_chunk(WarpState<D, KIND, MT> &st, const Chunk<D, KIND> &c,
+                                              const uint32_t (&qf)[D / 16][2], int valid_tokens, float sc0, float sc1,
+                                              float dsk, float dsv, int g, int t) {
+    using S = DecodeShape<D, KIND>;
+    constexpr float PSCALE = MT != 0 ? 4096.0f : 1.0f; // keeps small f16 probabilities normal
+    float s[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+    for (int kk = 0; kk < S::KS; kk++) {
+        uint32_t a0, a1, a2, a3;
+        if (KIND == KV_16BIT) {
+            a0 = c.k[0][2 * kk], a2 = c.k[0][2 * kk + 1], a1 = c.k[1][2 * kk], a3 = c.k[1][2 * kk + 1];
+        } else if (MT == 2) { // exact E4M3 values, scales folded
+            const uint32_t w0 = c.k[0][kk], w1 = c.k[1][kk];
+            a0 = e4m3x2_to_f16x2_exact(w0), a2 = e4m3x2_to_f16x2_exact(w0 >> 16);
+            a1 = e4m3x2_to_f16x2_exact(w1), a3 = e4m3x2_to_f16x2_exact(w1 >> 16);
+        } else {
+            const uint32_t w0 = c.k[0][kk], w1 = c.k[1][kk];
+            a0 = fp8x2_to_mt<KIND, MT>(w0 & 0xFFFF, dsk), a2 = fp8x2_to_mt<KIND, MT>(w0 >> 16, dsk);
+            a1 = fp8x2_to_mt<KIND, MT>(w1 & 0xFFFF, dsk), a3 = fp8x2_to_mt<KIND, MT>(w1 >> 16, dsk);
+        }
+        mma16816<MT>(s, a0, a1, a2, a3, qf[kk][0], qf[kk][1]);
+    }
+    // s[0]: token g, head 2t; s[1]: token g, head 2t+1; s[2], s[3]: token g+8
+    const bool v0 = g < valid_tokens, v1 = g + 8 < valid_tokens;
+    const float x0 = v0 ? s[0] * sc0 : -INFINITY, x1 = v0 ? s[1] * sc1 : -INFINITY;
+    const float x2 = v1 ? s[2] * sc0 : -INFINITY, x3 = v1 ? s[3] * sc1 : -INFINITY;
+    float mx0 = fmaxf(x0, x2), mx1 = fmaxf(x1, x3);
+#pragma unroll
+    for (int off = 4; off < 32; off <<= 1) {
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, off));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, off));
+    }
+    const float mn0 = fmaxf(st.m0, mx0), mn1 = fmaxf(st.m1, mx1); // finite: token 0 of a chunk is valid
+    const float al0 = exp2f(st.m0 - mn0), al1 = exp2f(st.m1 - mn1);
+    const float p0 = exp2f(x0 - mn0), p1 = exp2f(x1 - mn1), p2 = exp2f(x2 - mn0), p3 = exp2f(x3 - mn1);
+    st.l0 = st.l0 * al0 + (p0 + p2);
+    st.l1 = st.l1 * al1 + (p1 + p3);
+    st.m0 = mn0, st.m1 = mn1;
+#pragma unroll
+    for (int i = 0; i < S::KS; i++)
+        st.o[i][0] *= al0, st.o[i][1] *= al1, st.o[i][2] *= al0, st.o[i][3] *= al1;
+    // P = hi + lo in MT; each lane then fetches the P^T fragment it needs
+    const uint32_t hi0 = pack2<MT>(p0 * PSCALE, p1 * PSCALE), hi1 = pack2<MT>(p2 * PSCALE, p3 * PSCALE);
+    const float2 h0 = unpack2<MT>(hi0), h1 = unpack2<MT>(hi1);
+    const uint32_t lo0 = pack2<MT>(p0 * PSCALE - h0.x, p1 * PSCALE - h0.y);
+    const uint32_t lo1 = pack2<MT>(p2 * PSCALE - h1.x, p3 * PSCALE - h1.y);
+    const int srcA = 8 * t + (g >> 1), srcB = srcA + 4;
+    const uint32_t sel = (g & 1) ? 0x7632u : 0x5410u;
+    const uint32_t bh0 = __byte_perm(__shfl_sync(0xffffffffu, hi0, srcA), __shfl_sync(0xffffffffu, hi0, srcB), sel);
+    const uint32_t bh1 = __byte_perm(__shfl_sync(0xffffffffu, hi1, srcA), __shfl_sync(0xffffffffu, hi1, srcB), sel);
+    const uint32_t bl0 = __byte_perm(__shfl_sync(0xffffffffu, lo0, srcA), __shfl_sync(0xffffffffu, lo0, srcB), sel);
+    const uint32_t bl1 = __byte_perm(__shfl_sync(0xffffffffu, lo1, srcA), __shfl_sync(0xffffffffu, lo1, srcB), sel);
+#pragma unroll
+    for (int i = 0; i < S::KS; i++) {
+        uint32_t a0, a1, a2, a3;
+        if (KIND == KV_16BIT) {
+            a0 = __byte_perm(c.v[0][i], c.v[1][i], 0x5410), a1 = __byte_perm(c.v[0][i], c.v[1][i], 0x7632);
+            a2 = __byte_perm(c.v[2][i], c.v[3][i], 0x5410), a3 = __byte_perm(c.v[2][i], c.v[3][i], 0x7632);
+        } else {
+            const uint32_t sel2 = (i & 1) ? 0x7362u : 0x5140u;
+            const uint32_t u01 = __byte_perm(c.v[0][i >> 1], c.v[1][i >> 1], sel2);
+            const uint32_t u23 = __byte_perm(c.v[2][i >> 1], c.v[3][i >> 1], sel2);
+            if (MT == 2) {
+                a0 = e4m3x2_to_f16x2_exact(u01), a1 = e4m3x2_to_f16x2_exact(u01 >> 16);
+                a2 = e4m3x2_to_f16x2_exact(u23), a3 = e4m3x2_to_f16x2_exact(u23 >> 16);
+            } else {
+                a0 = fp8x2_to_mt<KIND, MT>(u01 & 0xFFFF, dsv), a1 = fp8x2_to_mt<KIND, MT>(u01 >> 16, dsv);
+                a2 = fp8x2_to_mt<KIND, MT>(u23 & 0xFFFF, dsv), a3 = fp8x2_to_mt<KIND, MT>(u23 >> 16, dsv);
+            }
+        }
+        mma16816<MT>(st.o[i], a0, a1, a2, a3, bh0, bh1);
+        mma16816<MT>(st.o[i], a0, a1, a2, a3, bl0, bl1);
+    }
+}
+
+template <int D, int KIND, int MT, int NBUF>
+__global__ void __launch_bounds__(kWarps * 32) decode_mma_kernel(const __grid_constant__ DecodeParams P) {
+    using S = DecodeShape<D, KIND>;
+    constexpr float PSCALE = MT != 0 ? 4096.0f : 1.0f;
+    __shared__ float sm_o[kWarps][8][D];
+    __shared__ float sm_m[kWarps][8], sm_l[kWarps][8];
+    __shared__ float s_w[8][kMaxSplits];
+    __shared__ float s_L[8];
+    __shared__ int s_last;
+
+    const AttnArgs &a = P.a;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+    const int split = blockIdx.x;
+    const int kvh = blockIdx.y / P.ngroups, grp = blockIdx.y % P.ngroups;
+    const int seq = P.seq_ids[blockIdx.z];
+    const int len = a.seq_lens[seq];
+    const int nsplit = (len + P.split_len - 1) / P.split_len;
+    if (split >= nsplit)
+        return;
+    const int token = a.query_start_loc[seq];
+    const int h0 = kvh * P.group + grp * 8;
+    const int nh = min(8, P.group - grp * 8);
+    const int si = a.per_head_scales ? kvh : 0;
+    const bool fold = a.read == KVFP8_READ_UNIFORM && KIND != KV_16BIT;
+    const float ks = a.scales[si], vs = a.scales[256 + si];
+    const float dsk = (KIND == KV_16BIT || fold) ? 1.0f : ks, dsv = (KIND == KV_16BIT || fold) ? 1.0f : vs;
+    const float sc = a.softmax_scale * 1.44269504088896340736f * (fold ? ks : 1.0f);
+    const float vfold = fold ? vs : 1.0f;
+    float sc0 = sc, sc1 = sc;
+
+    // Q^T fragments, in the permuted head dimension of the K loads
+    uint32_t qf[S::KS][2];
+    {
+        const bool qvalid = g < nh;
+        const float *qrow = a.query + ((size_t)token * a.num_q_heads + (size_t)(h0 + (qvalid ? g : 0))) * D;
+        constexpr int E = 16 / S::ES;
+        float4 qv[S::KS];
+        float qmax = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < S::KS; kk++) {
+            const int e = 4 * kk, dim = (e / E) * 4 * E + t * E + e % E;
+            qv[kk] = qvalid ? *(const float4 *)(qrow + dim) : make_float4(0.f, 0.f, 0.f, 0.f);
+            qmax = fmaxf(qmax, fmaxf(fmaxf(fabsf(qv[kk].x), fabsf(qv[kk].y)), fmaxf(fabsf(qv[kk].z), fabsf(qv[kk].w))));
+        }
+        float qs = 1.0f;
+        if (MT == 2) {
+            // the row's power-of-two scale (queries_f16_rows): its four lanes agree
+            qmax = fmaxf(qmax, __shfl_xor_sync(0xffffffffu, qmax, 1));
+            qmax = fmaxf(qmax, __shfl_xor_sync(0xffffffffu, qmax, 2));
+            const int ex = (int)(__float_as_uint(qmax) >> 23) & 0xFF;
+            const int sh = max(-126, min(126, ex ? 141 - ex : 0));
+            qs = __uint_as_float((uint32_t)(sh + 127) << 23);
+            const float inv = __uint_as_float((uint32_t)(127 - sh) << 23);
+            // scores of heads 2t and 2t+1 (rows of lanes 8t and 8t+4) are scaled back
+            sc0 = sc * __shfl_sync(0xffffffffu, inv, 8 * t);
+            sc1 = sc * __shfl_sync(0xffffffffu, inv, 8 * t + 4);
+        }
+#pragma unroll
+        for (int kk = 0; kk < S::KS; kk++) {
+            const float4 v = qv[kk];
+            qf[kk][0] = pack2<MT>(v.x * qs, v.y * qs), qf[kk][1] = pack2<MT>(v.z * qs, v.w * qs);
+        }
+    }
+
+    WarpState<D, KIND, MT> st;
+#pragma unroll
+    for (int i = 0; i < S::KS; i++)
+        st.o[i][0] = st.o[i][1] = st.o[i][2] = st.o[i][3] = 0.0f;
+    st.m0 = st.m1 = -INFINITY;
+    st.l0 = st.l1 = 0.0f;
+
+    const int tok_begin = split * P.split_len;
+    const int tok_end = min(len, tok_begin + P.split_len);
+    const int c_first = tok_begin / 16 + warp, c_end = (tok_end + 15) / 16;
+    const int n_my = c_first < c_end ? (c_end - c_first + kWarps - 1) / kWarps : 0;
+    const size_t tok_stride = (size_t)a.num_kv_heads * D * S::ES;
+    const uint8_t *kbase = a.key_cache + (size_t)kvh * D * S::ES;
+    const uint8_t *vbase = a.value_cache + (size_t)kvh * D * S::ES;
+    const int *btab = a.block_table + (size_t)seq * a.max_blocks_per_seq;
+    const int bs = a.block_size;
+
+    Chunk<D, KIND> buf[NBUF];
+#pragma unroll
+    for (int b = 0; b < NBUF - 1; b++)
+        if (b < n_my) {
+            const int tb = (c_first + b * kWarps) * 16;
+            load_chunk<D, KIND>(buf[b], kbase, vbase, tok_stride, (size_t)btab[tb / bs] * bs + tb % bs, g, t,
+                                len - tb);
+        }
+    for (int it = 0; it < n_my; it += NBUF) {
+#pragma unroll
+        for (int b = 0; b < NBUF; b++) {
+            const int i = it + b;
+            if (i < n_my) {
+                const int ip = i + NBUF - 1;
+                if (ip < n_my) {
+                    const int tb = (c_first + ip * kWarps) * 16;
+                    load_chunk<D, KIND>(buf[(b + NBUF - 1) % NBUF], kbase, vbase, tok_stride,
+                                        (size_t)btab[tb / bs] * bs + tb % bs, g, t, len - tb);
+                }
+                const int tb = (c_first + i * kWarps) * 16;
+                compute_chunk<D, KIND, MT>(st, buf[b], qf, len - tb, sc0, sc1, dsk, dsv, g, t);
+            }
+        }
+    }
+
+    // per-warp results -> shared memory
+#pragma unroll
+    for (int off = 4; off < 32; off <<= 1) {
+        st.l0 += __shfl_xor_sync(0xffffffffu, st.l0, off);
+        st.l1 += __shfl_xor_sync(0xffffffffu, st.l1, off);
+    }
+#pragma unroll
+    for (int i = 0; i < S::KS; i++) {
+        const int dim = g * (D / 8) + 2 * i;
+        *(float2 *)&sm_o[warp][2 * t][dim] = make_float2(st.o[i][0], st.o[i][2]);
+        *(float2 *)&sm_o[warp][2 * t + 1][dim] = make_float2(st.o[i][1], st.o[i][3]);
+    }
+    if (g == 0) {
+        sm_m[warp][2 * t] = st.m0, sm_m[warp][2 * t + 1] = st.m1;
+        sm_l[warp][2 * t] = st.l0, sm_l[warp][2 * t + 1] = st.l1;
+    }
+    __syncthreads();
+
+    const int unit = (blockIdx.z * a.num_kv_heads + kvh) * P.ngroups + grp;
+    for (int idx = tid; idx < nh * D; idx += kWarps * 32) {
+        const int n = idx / D, d = idx % D;
+        float M = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < kWarps; w++)
+            M = fmaxf(M, sm_m[w][n]);
+        float O = 0.0f, Lsum = 0.0f;
+#pragma unroll
+        for (int w = 0; w < kWarps; w++) {
+            const float f = sm_m[w][n] == -INFINITY ? 0.0f : exp2f(sm_m[w][n] - M);
+            O += f * sm_o[w][n][d];
+            Lsum += f * sm_l[w][n];
+        }
+        if (nsplit == 1) {
+            a.out[((size_t)token * a.num_q_heads + (size_t)(h0 + n)) * D + d] = O / Lsum * (vfold / PSCALE);
+        } else {
+            const size_t at = ((size_t)unit * P.max_splits + split) * 8 + n;
+            P.ws_o[at * D + d] = O;
+            if (d == 0)
+                P.ws_ml[2 * at] = M, P.ws_ml[2 * at + 1] = Lsum;
+        }
+    }
+    if (nsplit == 1)
+        return;
+
+    // split-KV: the last CTA of this unit combines every split
+    __threadfence();
+    __syncthreads();
+    if (tid == 0)
+        s_last = atomicAdd(&P.ws_cnt[unit], 1) == nsplit - 1;
+    __syncthreads();
+    if (!s_last)
+        return;
+    __threadfence();
+    const size_t base = (size_t)unit * P.max_splits;
+    for (int n = warp; n < nh; n += kWarps) {
+        float M = -INFINITY;
+        for (int sp = lane; sp < nsplit; sp += 32)
+            M = fmaxf(M, __ldcg(&P.ws_ml[2 * ((base + sp) * 8 + n)]));
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1)
+            M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, off));
+        float Lsum = 0.0f;
+        for (int sp = lane; sp < nsplit; sp += 32) {
+            const float f = exp2f(__ldcg(&P.ws_ml[2 * ((base + sp) * 8 + n)]) - M);
+            s_w[n][sp] = f;
+            Lsum += f * __ldcg(&P.ws_ml[2 * ((base + sp) * 8 + n) + 1]);
+        }
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1)
+            Lsum += __shfl_xor_sync(0xffffffffu, Lsum, off);
+        if (lane == 0)
+            s_L[n] = Lsum;
+    }
+    __syncthreads();
+    // float4 per thread per split; eight splits in flight
+    for (int idx = tid; idx < nh * D / 4; idx += kWarps * 32) {
+        const int n = idx / (D / 4), d4 = idx % (D / 4);
+        float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+        int sp = 0;
+        for (; sp + 8 <= nsplit; sp += 8) {
+            float4 x[8];
+#pragma unroll
+            for (int u = 0; u < 8; u++)
+                x[u] = __ldcg((const float4 *)&P.ws_o[((base + sp + u) * 8 + n) * D] + d4);
+#pragma unroll
+            for (int u = 0; u < 8; u++) {
+                const float f = s_w[n][sp + u];
+                acc.x += f * x[u].x, acc.y += f * x[u].y, acc.z += f * x[u].z, acc.w += f * x[u].w;
+            }
+        }
+        for (; sp < nsplit; sp++) {
+            const float4 x = __ldcg((const float4 *)&P.ws_o[((base + sp) * 8 + n) * D] + d4);
+            const float f = s_w[n][sp];
+            acc.x += f * x.x, acc.y += f * x.y, acc.z += f * x.z, acc.w += f * x.w;
+        }
+        const float r = vfold / PSCALE / s_L[n];
+        *((float4 *)&a.out[((size_t)token * a.num_q_heads + (size_t)(h0 + n)) * D] + d4) =
+            make_float4(acc.x * r, acc.y * r, acc.z * r, acc.w * r);
+    }
+    if (tid == 0)
+        P.ws_cnt[unit] = 0; // ready for the next launch
+}
+
+template <int D, int KIND, int MT>
+cudaError_t launch_decode(const DecodeParams &P, dim3 grid, cudaStream_t stream, int nbuf) {
+    // Other pipeline depths for the bench's sweep, at the bench's shape only.
+    if constexpr (D == 128 && MT != 1 && KIND == KV_E4M3) {
+        if (nbuf == 3) {
+            decode_mma_kernel<D, KIND, MT, 3><<<grid, kWarps * 32, 0, stream>>>(P);
+            return cudaGetLastError();
+        }
+    }
+    if constexpr (D == 128 && MT == 0 && KIND == KV_16BIT) {
+        if (nbuf == 2) {
+            decode_mma_kernel<D, KIND, MT, 2><<<grid, kWarps * 32, 0, stream>>>(P);
+            return cudaGetLastError();
+        }
+    }
+    decode_mma_kernel<D, KIND, MT, DecodeShape<D, KIND>::NBUF><<<grid, kWarps * 32, 0, stream>>>(P);
+    return cudaGetLastError();
+}
+
+template <int KIND, int MT>
+cudaError_t launch_decode_d(const DecodeParams &P, dim3 grid, cudaStream_t stream, int nbuf) {
+    switch (P.a.head_size) {
+    case 64: return launch_decode<64, KIND, MT>(P, grid, stream, nbuf);
+    case 128: return launch_decode<128, KIND, MT>(P, grid, stream, nbuf);
+    case 256: return launch_decode<256, KIND, MT>(P, grid, stream, nbuf);
+    }
+    return cudaErrorInvalidValue;
+}
+
+int kv_kind(const AttnArgs &a) {
+    if (!a.storage.is_fp8)
+        return KV_16BIT;
+    return a.storage.fp8.format == KVFP8_E4M3FN ? KV_E4M3 : KV_E5M2;
+}
+
+} // namespace
+
+#endif // KVFP8_GPU_CUDA
+
+bool attention_mma_ok(const AttnArgs &a, int prefill, const char **why) {
+    const char *w = nullptr;
+#if !defined(KVFP8_GPU_CUDA)
+    w = "the tensor-core kernels are CUDA-only";
+#endif
+    const int group = a.num_kv_heads > 0 ? a.num_q_heads / a.num_kv_heads : 0;
+    if (!w && a.model_dtype != KVFP8_DTYPE_BF16 && a.model_dtype != KVFP8_DTYPE_F16)
+        w = "model dtype is not bf16 or f16";
+    else if (!w && a.read != KVFP8_READ_MODEL_DTYPE && a.read != KVFP8_READ_UNIFORM)
+        w = "read semantics other than model-dtype or uniform";
+    else if (!w && (a.sliding_window > 0 || a.soft_cap > 0))
+        w = "sliding window or soft cap";
+    else if (!w && a.head_size != 64 && a.head_size != 128 && a.head_size != 256)
+        w = "head size not 64, 128 or 256";
+    else if (!w && (a.block_size <= 0 || a.block_size % 16))
+        w = "block size not a multiple of 16";
+    else if (!w && a.storage.is_fp8 && a.storage.fp8.format != KVFP8_E4M3FN && a.storage.fp8.format != KVFP8_E5M2)
+        w = "FP8 format other than e4m3fn or e5m2";
+    else if (!w && !a.storage.is_fp8 && a.storage.dtype != a.model_dtype)
+        w = "16-bit cache of another dtype than the model's";
+    else if (!w && prefill && (group <= 0 || 64 % group))
+        w = "query heads per KV head do not divide 64";
+    if (why)
+        *why = w;
+    return w == nullptr;
+}
+
+size_t decode_workspace_bytes(int n_decode, int num_kv_heads, int group, int head_size, int max_splits) {
+    const size_t units = (size_t)n_decode * (size_t)num_kv_heads * (size_t)((group + 7) / 8);
+    return units * (size_t)max_splits * 8 * ((size_t)head_size + 2) * sizeof(float) + units * sizeof(int) + 256;
+}
+
+int decode_default_split(int n_decode, int max_len, int num_kv_heads, int group, int num_sms) {
+    // Measured on the H200 (bench/results/gpu-kernels-*.md): every split costs (its
+    // CTA reloads the queries, writes a partial result, and the last CTA combines
+    // them), and with 1.5 CTAs per multiprocessor or more the machine is already
+    // busy.  So: no split when the (sequence, KV head, head group) units alone give
+    // that many CTAs; otherwise about 2 CTAs per multiprocessor in all.
+    const int units = n_decode * num_kv_heads * ((group + 7) / 8);
+    int best = 1;
+    if (2 * units < 3 * num_sms)
+        best = (2 * num_sms + units - 1) / units;
+    const int max_by_len = (max_len + 255) / 256; // at least 256 tokens per split
+    best = std::max(1, std::min(std::min(best, max_by_len), 256));
+    int split_len = (max_len + best - 1) / best;
+    split_len = (split_len + 15) / 16 * 16;
+    if (split_len < 16)
+        split_len = 16;
+    return split_len;
+}
+
+cudaError_t decode_mma(const AttnArgs &a, const int *seq_ids, int n_decode, int max_len, int split_len,
+                       void *workspace, cudaStream_t stream, int nbuf) {
+#if defined(KVFP8_GPU_CUDA)
+    if (n_decode <= 0)
+        return cudaSuccess;
+    const char *why;
+    if (!attention_mma_ok(a, 0, &why) || split_len <= 0 || split_len % 16)
+        return cudaErrorInvalidValue;
+    const int group = a.num_q_heads / a.num_kv_heads;
+    DecodeParams P;
+    P.a = a;
+    P.seq_ids = seq_ids;
+    P.split_len = split_len;
+    P.max_splits = (max_len + split_len - 1) / split_len;
+    if (P.max_splits > kMaxSplits)
+        return cudaErrorInvalidValue;
+    P.ngroups = (group + 7) / 8;
+    P.group = group;
+    const size_t units = (size_t)n_decode * (size_t)a.num_kv_heads * (size_t)P.ngroups;
+    P.ws_o = (float *)workspace;
+    P.ws_ml = P.ws_o + units * (size_t)P.max_splits * 8 * (size_t)a.head_size;
+    P.ws_cnt = (int *)(P.ws_ml + units * (size_t)P.max_splits * 8 * 2);
+    const dim3 grid((unsigned)P.max_splits, (unsigned)(a.num_kv_heads * P.ngroups), (unsigned)n_decode);
+    const int mt = a.model_dtype == KVFP8_DTYPE_F16 ? 1 : 0;
+    if (kv_kind(a) == KV_E4M3 && a.read == KVFP8_READ_UNIFORM && a.q_f16_rows)
+        return launch_decode_d<KV_E4M3, 2>(P, grid, stream, nbuf);
+    switch (kv_kind(a) * 2 + mt) {
+    case KV_E4M3 * 2 + 0: return launch_decode_d<KV_E4M3, 0>(P, grid, stream, nbuf);
+    case KV_E4M3 * 2 + 1: return launch_decode_d<KV_E4M3, 1>(P, grid, stream, nbuf);
+    case KV_E5M2 * 2 + 0: return launch_decode_d<KV_E5M2, 0>(P, grid, stream, nbuf);
+    case KV_E5M2 * 2 + 1: return launch_decode_d<KV_E5M2, 1>(P, grid, stream, nbuf);
+    case KV_16BIT * 2 + 0: return launch_decode_d<KV_16BIT, 0>(P, grid, stream, nbuf);
+    case KV_16BIT * 2 + 1: return launch_decode_d<KV_16BIT, 1>(P, grid, stream, nbuf);
+    }
+    return cudaErrorInvalidValue;
+#else
+    (void)a, (void)seq_ids, (void)n_decode, (void)max_len, (void)split_len, (void)workspace, (void)stream, (void)nbuf;
+    return cudaErrorInvalidValue;
+#endif
+}
+
+} // namespace kvfp8_gpu
