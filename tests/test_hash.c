@@ -376,7 +376,7 @@ static void test_long_binget(void **state) {
     /* 300 distinct strs, then the 256 one-character Latin-1 strs twice: memo
      * indices past 255 need LONG_BINGET */
     kvfp8_obj items[300 + 512];
-    char names[300][8], chars[256][3];
+    char names[300][16], chars[256][3];
     for (int i = 0; i < 300; i++) {
         snprintf(names[i], sizeof names[i], "s%d", i);
         items[i] = kvfp8_obj_str(names[i], strlen(names[i]));
