@@ -33,7 +33,7 @@ void kvfp8_model_default_config(kvfp8_tiny_config *cfg) {
     cfg->rms_eps = 1e-5f;
     cfg->kv_magnitude = 0.002f;
     cfg->outlier_gain = 60.0f;
-    cfg->domain_route = 2.0f;
+    cfg->domain_route = 1.0f;
     cfg->domain_square = 0.12f;
     cfg->dtype = KVFP8_DTYPE_BF16;
     cfg->seed = 20250212; /* the day vLLM #13147 was opened */
@@ -175,9 +175,9 @@ kvfp8_status kvfp8_model_create(const kvfp8_tiny_config *cfg, kvfp8_model **out)
                 }
                 if (l == 0) /* route the value outliers of every query head onto d2 ... */
                     for (int qh = h * (QH / KVH); qh < (h + 1) * (QH / KVH); qh++)
-                        for (int i = 0; i < H; i++)
-                            L->wo[(size_t)i * (QH * D) + qh * D + vch] = kvfp8_round_to_model_dtype(
-                                dt, cfg->domain_route * d2[i] / out_a);
+                        for (int i = 0; i < H; i++) /* column: query head qh, channel within the head */
+                            L->wo[(size_t)i * (QH * D) + (size_t)qh * D + (size_t)(vch - h * D)] =
+                                kvfp8_round_to_model_dtype(dt, cfg->domain_route * d2[i] / out_a);
             }
         if (l == 0) /* ... and a SwiGLU neuron squares the d2 signal onto d3, which drives
                      * the later layers' outliers: a sharp threshold between the share of
