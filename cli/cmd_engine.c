@@ -14,6 +14,7 @@
 
 #include "kvfp8/calibration.h"
 #include "kvfp8/engine.h"
+#include "kvfp8/platform.h"
 #include "kvfp8/safetensors.h"
 #include "kvfp8/scales.h"
 #include "commands.h"
@@ -50,6 +51,10 @@ static const char *const run_help =
     "                          environment variable) NONE_HASH is random, with vLLM's warning\n"
     "  --num-blocks N          KV pool size in blocks (default 129)\n"
     "  --log FILE              write the engine log to FILE instead of standard error\n"
+    "  --platform P            run under a platform capability profile (kvfp8 faults platforms):\n"
+    "                          a kernel path that cannot read the cache's encoding fails as that\n"
+    "                          stack fails (e.g. w7900-rocm6.3-vllm0.7.2); sets --fnuz and --profile\n"
+    "  --platform-file F       profiles from F instead of the built-in ones\n"
     "\n"
     "Exit status: 0 served (and the two-request test passed, when it ran); 1 a request\n"
     "failed or the two-request test failed; 2 bad input (nothing on standard output).\n";
@@ -198,6 +203,7 @@ int kvfp8_cmd_run(int argc, char **argv) {
     kvfp8_engine_config c;
     kvfp8_engine_default_config(&c);
     const char *dtype = NULL, *scales_dir = NULL, *prompt_file = NULL, *log_path = NULL, *seed = NULL;
+    const char *platform = NULL, *platform_file = NULL;
     kvfp8_scale_rules rules = KVFP8_SCALE_RULES_AUTO;
     int max_tokens = 16, rc;
     for (int i = 1; i < argc; i++) {
@@ -213,6 +219,8 @@ int kvfp8_cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--prompt-file")) prompt_file = argv[++i];
         else if (!strcmp(a, "--log")) log_path = argv[++i];
         else if (!strcmp(a, "--seed")) seed = argv[++i];
+        else if (!strcmp(a, "--platform")) platform = argv[++i];
+        else if (!strcmp(a, "--platform-file")) platform_file = argv[++i];
         else if (!strcmp(a, "--scale-rules")) {
             if (kvfp8_scale_rules_parse(argv[++i], &rules) != KVFP8_OK)
                 return kvfp8_cli_usage_error(cmd, "--scale-rules: unknown rules '%s' (auto, llm-compressor, fp8-checkpoint)", argv[i]);
@@ -253,8 +261,21 @@ int kvfp8_cmd_run(int argc, char **argv) {
     kvfp8_scales sc;
     memset(&sc, 0, sizeof sc);
     kvfp8_engine *e = NULL;
+    kvfp8_platform_set pset;
+    memset(&pset, 0, sizeof pset);
+    kvfp8_platform_session session;
+    memset(&session, 0, sizeof session);
+    const kvfp8_platform *pf = NULL;
     if ((rc = load_prompts(cmd, m, prompt_file, &ps)))
         goto out_rc;
+    if (platform || platform_file) { /* the stack's FP8 variant and conversion, before the scales are read */
+        if ((platform_file ? kvfp8_platforms_load_file(platform_file, &pset) : kvfp8_platforms_builtin(&pset)) != KVFP8_OK ||
+            !(pf = kvfp8_platform_find(&pset, platform ? platform : pset.items[0].id))) {
+            rc = kvfp8_cli_usage_error(cmd, "--platform: %s", kvfp8_last_error());
+            goto out_rc;
+        }
+        c.fp8_fnuz = pf->fp8_fnuz;
+    }
     if (scales_dir) {
         kvfp8_scale_options so = {rules, c.fp8_fnuz, KVFP8_KV_CACHE_AUTO, 0};
         if (kvfp8_kv_cache_dtype_parse(dtype, &so.kv_cache_dtype) != KVFP8_OK ||
@@ -293,7 +314,7 @@ int kvfp8_cmd_run(int argc, char **argv) {
     for (size_t w = 0; w < sc.warning_count; w++)
         if (c.k_scales || !strstr(sc.warnings[w], "scaling factor 1.0")) /* the engine says that one itself */
             fprintf(c.log, "WARNING: %s\n", sc.warnings[w]);
-    if (kvfp8_engine_create(&c, m, &e) != KVFP8_OK) {
+    if ((pf && kvfp8_platform_attach(&session, pf, &c) != KVFP8_OK) || kvfp8_engine_create(&c, m, &e) != KVFP8_OK) {
         fprintf(c.log, "ERROR: engine startup failed: %s\n", kvfp8_last_error());
         printf("startup: FAILED: %s\n", kvfp8_last_error());
         status = KVFP8_EXIT_FAILED;
@@ -308,7 +329,11 @@ int kvfp8_cmd_run(int argc, char **argv) {
         kvfp8_request_result res;
         if (kvfp8_engine_generate(e, id, ps.tokens[r], ps.len[r], max_tokens, &res) != KVFP8_OK) {
             fprintf(c.log, "ERROR: request %s failed: %s\n", id, kvfp8_last_error());
-            printf("request %d: FAILED: %s\n", r + 1, kvfp8_last_error());
+            if (session.crashed) /* the platform says the worker dies here */
+                printf("request %d: CRASHED (the worker dies at %s): %s%s%s\n", r + 1, session.failed_site,
+                       session.failure.error_type, session.failure.error_type[0] ? ": " : "", kvfp8_last_error());
+            else
+                printf("request %d: FAILED: %s\n", r + 1, kvfp8_last_error());
             status = KVFP8_EXIT_FAILED;
             break;
         }
@@ -362,12 +387,14 @@ int kvfp8_cmd_run(int argc, char **argv) {
     }
 out:
     kvfp8_engine_destroy(e);
+    kvfp8_platforms_free(&pset);
     kvfp8_scales_free(&sc);
     kvfp8_model_destroy(m);
     if (log)
         fclose(log);
     return status;
 out_rc:
+    kvfp8_platforms_free(&pset);
     kvfp8_scales_free(&sc);
     kvfp8_model_destroy(m);
     return rc;

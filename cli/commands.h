@@ -23,6 +23,10 @@ int kvfp8_cmd_run(int argc, char **argv);
 int kvfp8_cmd_calibrate(int argc, char **argv);
 int kvfp8_cmd_quality(int argc, char **argv);
 int kvfp8_cmd_conform(int argc, char **argv);
+int kvfp8_cmd_faults(int argc, char **argv);
+int kvfp8_cmd_matrix(int argc, char **argv);
+int kvfp8_cmd_plan(int argc, char **argv);
+int kvfp8_cmd_verify(int argc, char **argv);
 
 /* Prints "kvfp8 <cmd>: <message>" on stderr and returns KVFP8_EXIT_USAGE. */
 int kvfp8_cli_usage_error(const char *cmd, const char *fmt, ...)

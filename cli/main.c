@@ -19,6 +19,10 @@ static const subcommand subcommands[] = {
     {"quality", kvfp8_cmd_quality, "attention error, saturation and agreement of each calibration vs BF16"},
     {"scales", kvfp8_cmd_scales, "KV-cache scales of a checkpoint as vLLM loads them; write, fingerprint"},
     {"conform", kvfp8_cmd_conform, "conformance suites against a backend (ref, cpu, cuda, a plugin): report"},
+    {"faults", kvfp8_cmd_faults, "fault sites (list, parse, sweep), platform profiles, known issues"},
+    {"matrix", kvfp8_cmd_matrix, "the seed guide's 2x2 isolation matrix on a platform profile, process-isolated"},
+    {"plan", kvfp8_cmd_plan, "safe kv_cache_dtype / prefix caching for a platform and workload; --verify"},
+    {"verify", kvfp8_cmd_verify, "the seed guide's verification checklist, against the engine or a log"},
 };
 
 static void usage(FILE *f) {

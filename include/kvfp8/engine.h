@@ -5,10 +5,15 @@
  * (ref/prefix_manager.c over ref/pool.c) -> chunked prefill of the tokens not cached,
  * then decode steps, every KV write and attention call going through a backend
  * (include/kvfp8/backend.h).  Before each backend call the engine names the kernel
- * path it takes (a "site": cache/write, attn/prefill, attn/prefix_prefill,
- * attn/decode) and asks an optional hook whether that call may run — the fault layer
- * and the platform capability model plug in there.  Logs echo vLLM's lines so the
- * operators' verification checklist reads kvfp8 as it reads vLLM (docs/engine.md). */
+ * path it takes (a "site": cache/write, cache/read, attn/prefill, attn/prefix_prefill,
+ * attn/decode) and asks an optional hook whether that call may run — the platform
+ * capability model (include/kvfp8/platform.h) plugs in there.  Those sites and the
+ * engine's I/O boundaries (engine/startup, scales/load, hash/compute, pool/alloc) are
+ * also fault sites (include/kvfp8/faults.h), and detectors for faults that do not
+ * crash (an encoding canary, scale sanity, a saturation monitor, a KV integrity
+ * check, a non-finite guard) run where they can see them (docs/faults.md).  Logs
+ * echo vLLM's lines so the operators' verification checklist reads kvfp8 as it reads
+ * vLLM (docs/engine.md). */
 #ifndef KVFP8_ENGINE_H
 #define KVFP8_ENGINE_H
 
@@ -30,6 +35,25 @@ extern "C" {
 #define KVFP8_SITE_PREFILL "attn/prefill"               /* a chunk with no cached prefix */
 #define KVFP8_SITE_PREFIX_PREFILL "attn/prefix_prefill" /* a chunk over a cached prefix */
 #define KVFP8_SITE_DECODE "attn/decode"                 /* one new token */
+#define KVFP8_SITE_CACHE_READ "cache/read"              /* fp8_decode of the encoding canary */
+/* I/O boundaries (fault sites only; the hook is not asked). */
+#define KVFP8_SITE_ENGINE_STARTUP "engine/startup"
+#define KVFP8_SITE_SCALES_LOAD "scales/load"
+#define KVFP8_SITE_HASH_COMPUTE "hash/compute"
+#define KVFP8_SITE_POOL_ALLOC "pool/alloc"
+
+/* Detectors (kvfp8_engine_config.detectors).  Each one that fires fails the
+ * request (or startup) with a message starting "corruption detected: " and counts
+ * in kvfp8_engine_metrics.corruption_detected; the saturation monitor only warns. */
+#define KVFP8_DETECT_CANARY 0x01u        /* FP8: known values written and read back at startup */
+#define KVFP8_DETECT_CANARY_WRITES 0x02u /* FP8: one canary token in every cache write, read back */
+#define KVFP8_DETECT_SCALES 0x04u        /* scales in use = scales installed = scales loaded */
+#define KVFP8_DETECT_NONFINITE 0x08u     /* attention outputs must be finite */
+#define KVFP8_DETECT_INTEGRITY 0x10u     /* a checksum per slot at write, checked before each read */
+#define KVFP8_DETECT_SATURATION 0x20u    /* warn when a request clips more than saturation_warn */
+#define KVFP8_DETECT_DEFAULT                                                                                        \
+    (KVFP8_DETECT_CANARY | KVFP8_DETECT_SCALES | KVFP8_DETECT_NONFINITE | KVFP8_DETECT_SATURATION)
+#define KVFP8_DETECT_ALL 0x3Fu
 
 /* Asked before every backend call; anything but KVFP8_OK fails the request with
  * that status and kvfp8_last_error() as the error text. */
@@ -64,6 +88,9 @@ typedef struct {
     void *hook_ctx;
     kvfp8_kv_observer observer;
     void *observer_ctx;
+    unsigned detectors;           /* KVFP8_DETECT_* (default KVFP8_DETECT_DEFAULT) */
+    double saturation_warn;       /* fraction of clipped K/V elements per request that warns (0.01) */
+    int max_chunk_tokens;         /* chunked prefill: at most this many prompt tokens per chunk (0: one chunk) */
 } kvfp8_engine_config;
 
 void kvfp8_engine_default_config(kvfp8_engine_config *cfg);
@@ -85,7 +112,10 @@ typedef struct {
     int64_t output[256];       /* generated tokens (at most 256) */
 } kvfp8_request_result;
 
-/* Serves one request to completion: max_tokens greedy tokens (1..256). */
+/* Serves one request to completion: max_tokens greedy tokens (1..256).  The prompt
+ * runs in chunks of max_chunk_tokens (all at once by default): the first chunk with
+ * no cached context on attn/prefill, every later one (and a first one after a prefix
+ * hit) on attn/prefix_prefill. */
 kvfp8_status kvfp8_engine_generate(kvfp8_engine *e, const char *req_id, const int64_t *prompt, int n_prompt,
                                    int max_tokens, kvfp8_request_result *res);
 
@@ -99,6 +129,9 @@ typedef struct {
     uint64_t kv_pool_bytes_bf16;   /* the same pool in bfloat16, for comparison */
     uint64_t fp8_saturated;        /* K/V elements clipped: |x| / scale > max (FP8 only) */
     uint64_t fp8_written;
+    uint64_t corruption_detected;  /* detectors that fired */
+    uint64_t saturation_warnings;  /* requests over saturation_warn */
+    uint64_t canary_checks;        /* encoding canaries read back */
 } kvfp8_engine_metrics;
 
 void kvfp8_engine_get_metrics(const kvfp8_engine *e, kvfp8_engine_metrics *m);
