@@ -177,11 +177,111 @@ struct DecodeResult {
     double check = 0; // max |mma - generic| / max |generic|
 };
 
+
+// Read-pattern probes (--probe): the decode kernel's KV reads with no attention math,
+// to tell the access pattern's ceiling apart from the kernel's own costs.  FP8, head
+// 128, block 16; one CTA of 4 warps per (split, KV head, sequence) as in decode.
+// PATTERN 0: the decode kernel's fragment mapping (each lane 16 bytes; a K load
+// instruction covers 8 tokens x 64 bytes, a V load 4 tokens x 128 bytes);
+// PATTERN 1: whole lines (a quarter-warp reads one token's 128 bytes).
+template <int PATTERN, int UNROLL>
+__global__ void __launch_bounds__(128) read_probe(const uint8_t *kc, const uint8_t *vc, const int *btab, int bps,
+                                                   int L, uint32_t *sink) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    const int kvh = blockIdx.y, seq = blockIdx.z;
+    const size_t stride = (size_t)gridDim.y * 128;
+    const uint8_t *kb = kc + kvh * 128, *vb = vc + kvh * 128;
+    const int *tab = btab + (size_t)seq * bps;
+    const int nchunks = L / 16, per = (nchunks + gridDim.x - 1) / gridDim.x;
+    const int c0 = blockIdx.x * per, c1 = min(nchunks, c0 + per);
+    uint32_t acc = 0;
+#pragma unroll UNROLL
+    for (int c = c0 + warp; c < c1; c += 4) {
+        const size_t slot0 = (size_t)tab[c] * 16;
+        uint4 x[8];
+        if (PATTERN == 0) {
+#pragma unroll
+            for (int i = 0; i < 2; i++)
+#pragma unroll
+                for (int l = 0; l < 2; l++)
+                    x[2 * i + l] = __ldg((const uint4 *)(kb + (slot0 + g + 8 * i) * stride + t * 16 + l * 64));
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int T = 2 * t + (i & 1) + (i >> 1) * 8;
+                x[4 + i] = __ldg((const uint4 *)(vb + (slot0 + T) * stride + g * 16));
+            }
+        } else {
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const size_t tok = slot0 + j * 4 + (lane >> 3);
+                x[j] = __ldg((const uint4 *)(kb + tok * stride + (lane & 7) * 16));
+                x[4 + j] = __ldg((const uint4 *)(vb + tok * stride + (lane & 7) * 16));
+            }
+        }
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            acc ^= x[k].x ^ x[k].y ^ x[k].z ^ x[k].w;
+    }
+    if (acc == 0x9E3779B9u) // practically never: keeps the loads alive
+        sink[threadIdx.x] = acc;
+}
+
+// The same reads through a cp.async ring of NST 4 KB stages per warp (as the ring
+// decode kernel), consumed by one shared-memory read per piece.
+template <int NST>
+__global__ void __launch_bounds__(128) ring_probe(const uint8_t *kc, const uint8_t *vc, const int *btab, int bps,
+                                                   int L, uint32_t *sink) {
+    extern __shared__ uint4 ring_smem[];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int kvh = blockIdx.y, seq = blockIdx.z;
+    const size_t stride = (size_t)gridDim.y * 128;
+    const uint8_t *kb = kc + kvh * 128, *vb = vc + kvh * 128;
+    const int *tab = btab + (size_t)seq * bps;
+    const int nchunks = L / 16, per = (nchunks + gridDim.x - 1) / gridDim.x;
+    const int c0 = blockIdx.x * per, c1 = min(nchunks, c0 + per);
+    uint4 *ring = ring_smem + (size_t)warp * NST * 256;
+    const int n_my = c0 + warp < c1 ? (c1 - c0 - warp + 3) / 4 : 0;
+    auto issue = [&](int i) {
+        const size_t slot0 = (size_t)tab[c0 + warp + 4 * i] * 16;
+        uint4 *st = ring + (i % NST) * 256;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const size_t tok = slot0 + j * 4 + (lane >> 3);
+            const uint32_t d0 = (uint32_t)__cvta_generic_to_shared(st + j * 32 + lane);
+            const uint32_t d1 = (uint32_t)__cvta_generic_to_shared(st + (4 + j) * 32 + lane);
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d0), "l"(kb + tok * stride + (lane & 7) * 16));
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d1), "l"(vb + tok * stride + (lane & 7) * 16));
+        }
+    };
+    uint32_t acc = 0;
+#pragma unroll
+    for (int b = 0; b < NST - 1; b++) {
+        if (b < n_my)
+            issue(b);
+        asm volatile("cp.async.commit_group;\n" ::);
+    }
+    for (int i = 0; i < n_my; i++) {
+        if (i + NST - 1 < n_my)
+            issue(i + NST - 1);
+        asm volatile("cp.async.commit_group;\n" ::);
+        asm volatile("cp.async.wait_group %0;\n" ::"n"(NST - 1) : "memory");
+        const uint4 *st = ring + (i % NST) * 256;
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            const uint4 x = st[k * 32 + lane];
+            acc ^= x.x ^ x.y ^ x.z ^ x.w;
+        }
+    }
+    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+    if (acc == 0x9E3779B9u)
+        sink[threadIdx.x] = acc;
+}
 } // namespace
 
 int main(int argc, char **argv) {
     const char *torch_path = nullptr, *out_path = nullptr;
-    bool quick = false;
+    bool quick = false, contiguous = false, probe = false;
+    int only_b = 0, only_l = 0, only_var = -1; // --decode-only, --var
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--torch") && i + 1 < argc)
             torch_path = argv[++i];
@@ -189,8 +289,23 @@ int main(int argc, char **argv) {
             out_path = argv[++i];
         else if (!strcmp(argv[i], "--quick"))
             quick = true;
+        else if (!strcmp(argv[i], "--decode-only") && i + 1 < argc &&
+                 sscanf(argv[i + 1], "%dx%d", &only_b, &only_l) == 2)
+            i++;
+        else if (!strcmp(argv[i], "--contiguous"))
+            contiguous = true;
+        else if (!strcmp(argv[i], "--probe"))
+            probe = true;
+        else if (!strcmp(argv[i], "--var") && i + 1 < argc &&
+                 (!strcmp(argv[i + 1], "fp8") || !strcmp(argv[i + 1], "bf16")))
+            only_var = !strcmp(argv[++i], "fp8") ? 1 : 0;
         else {
-            fprintf(stderr, "usage: bench_gpu [--torch FILE] [--out FILE] [--quick]\n");
+            fprintf(stderr, "usage: bench_gpu [--torch FILE] [--out FILE] [--quick]\n"
+                            "       bench_gpu --decode-only BxL [--var fp8|bf16] [--contiguous] [--probe] [--quick]\n"
+                            "  --decode-only: only the decode sweep of that shape (for profilers: ncu -k\n"
+                            "  regex:decode_mma_kernel -c 1 catches its first launch); --contiguous: block\n"
+                            "  tables of consecutive blocks instead of scattered ones (a locality experiment);\n"
+                            "  --probe: first the read-pattern probes (the KV reads without the math)\n");
             return 2;
         }
     }
@@ -324,16 +439,47 @@ int main(int argc, char **argv) {
 
     for (int si = 0; si < 4; si++) {
         const int B = shapes[si].B, L = shapes[si].L, bps = L / kBs;
+        if (only_b && (B != only_b || L != only_l))
+            continue;
         // kRot block tables, disjoint, together covering the pool
         std::vector<int> tab((size_t)kRot * B * bps);
         for (size_t i = 0; i < tab.size(); i++)
-            tab[i] = bperm[(kPoolBlocks - 1 - i * 7919 % kPoolBlocks + kPoolBlocks) % kPoolBlocks];
+            tab[i] = contiguous ? (int)(i % kPoolBlocks)
+                                : bperm[(kPoolBlocks - 1 - i * 7919 % kPoolBlocks + kPoolBlocks) % kPoolBlocks];
         // (7919 is prime to 32768, so the tables are disjoint blocks)
         CK(cudaMemcpy(dtab, tab.data(), sizeof(int) * tab.size(), cudaMemcpyHostToDevice));
+        if (probe) {
+            uint32_t *sink;
+            CK(cudaMalloc(&sink, 512));
+            const double bytes = (double)B * L * kSlotElems * 2;
+            auto one = [&](const char *name, auto kernel, int splits, size_t smem) {
+                if (smem > 48 * 1024)
+                    CK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+                const double ms = median_ms(
+                    [&](int it) {
+                        kernel<<<dim3(splits, kHkv, B), 128, smem>>>(P.fp8_k, P.fp8_v,
+                                                                     dtab + (size_t)(it % kRot) * B * bps, bps, L, sink);
+                    },
+                    3, reps);
+                note("  probe %dx%d %-28s %4d CTAs %.4f ms  %.0f GB/s\n", B, L, name, splits * kHkv * B, ms,
+                     bytes / (ms * 1e-3) / 1e9);
+            };
+            for (int ctas : {264, 528, 1056, 2112}) {
+                const int splits = std::max(1, ctas / (B * kHkv));
+                one("fragment mapping", read_probe<0, 1>, splits, 0);
+                one("whole lines", read_probe<1, 1>, splits, 0);
+                one("ring 2", ring_probe<2>, splits, 2 * 16384);
+                one("ring 4", ring_probe<4>, splits, 4 * 16384);
+                one("ring 8", ring_probe<8>, splits, 8 * 16384);
+            }
+            CK(cudaFree(sink));
+        }
         std::vector<int> lens((size_t)B, L);
         CK(cudaMemcpy(dlens, lens.data(), sizeof(int) * B, cudaMemcpyHostToDevice));
         for (int var = 1; var >= 0; var = var == 1 ? 2 : var == 2 ? 0 : -1) {
             const int fp8 = var != 0;
+            if (only_var >= 0 && fp8 != only_var)
+                continue;
             AttnArgs a = base_args(P, fp8);
             a.seq_lens = dlens, a.query_start_loc = dqsl, a.query = dq, a.num_seqs = B, a.max_blocks_per_seq = bps;
             if (var == 1)
@@ -368,9 +514,20 @@ int main(int argc, char **argv) {
             const int def = decode_default_split(B, L, kHkv, kHq / kHkv, prop.multiProcessorCount);
             std::vector<std::pair<int, int>> cfgs = {{def, 0}};
             for (int sl : {128, 256, 512, 1024, 2048, 4096, 8192, 32768})
-                if (sl <= L && (L + sl - 1) / sl <= 256 && sl != def)
+                if (sl <= L && (L + sl - 1) / sl <= 256 && sl != def) {
                     cfgs.push_back({sl, 0});
-            cfgs.push_back({def, fp8 ? 3 : 2});
+                    if (fp8 && sl >= 512)
+                        cfgs.push_back({sl, 12});
+                }
+            // pipeline variants at the default split (the default: the register pipeline,
+            // 3 CTAs per multiprocessor): FP8's shared-memory rings of 2, 3, 4 or 6
+            // one-chunk stages and of 2, 3 or 4 two-chunk stages (32-token steps), the
+            // register pipeline at 2 CTAs per multiprocessor; BF16's 2-deep registers
+            if (fp8)
+                for (int nb : {2, 3, 4, 6, 7, 12, 13, 14})
+                    cfgs.push_back({def, nb});
+            else
+                cfgs.push_back({def, 2});
             if (var == 2) // model-dtype FP8: the default setting only
                 cfgs.resize(1);
             double best = 1e30;
@@ -379,9 +536,17 @@ int main(int argc, char **argv) {
                 CK(cudaMemset(ws, 0, ws_bytes));
                 const double ms = median_ms([&](int it) { run(cfgs[c].first, cfgs[c].second, it, dout); }, 3, reps);
                 char cfg[64];
-                snprintf(cfg, sizeof cfg, "split %d%s", cfgs[c].first,
-                         cfgs[c].second ? (cfgs[c].second == 3 ? ", 3 chunks in flight" : ", 2 chunks in flight")
-                                        : "");
+                const int nb = cfgs[c].second;
+                char depth[48] = "";
+                if (fp8 && nb >= 12)
+                    snprintf(depth, sizeof depth, ", 32-token steps, ring of %d", nb - 10);
+                else if (fp8 && nb == 7)
+                    snprintf(depth, sizeof depth, ", register pipeline, 2 CTAs/SM");
+                else if (!fp8 && nb)
+                    snprintf(depth, sizeof depth, ", register pipeline %d deep", nb);
+                else if (nb)
+                    snprintf(depth, sizeof depth, ", ring of %d stages", nb);
+                snprintf(cfg, sizeof cfg, "split %d%s", cfgs[c].first, depth);
                 note("  decode %dx%d %s %-32s %.4f ms  %.0f GB/s\n", B, L,
                      var == 1 ? "fp8 uniform" : var == 2 ? "fp8 model-dtype" : "bf16", cfg, ms,
                      kv_bytes / (ms * 1e-3) / 1e9);
@@ -392,6 +557,9 @@ int main(int argc, char **argv) {
             }
         }
     }
+
+    if (only_b)
+        return 0;
 
     // ---- prefill over a cached prefix ----
     struct PShape {

@@ -83,6 +83,18 @@ __device__ __forceinline__ uint32_t e4m3x2_to_f16x2_exact(uint32_t p) {
 #endif
 }
 
+// Four E4M3 codes -> two f16x2 of their exact values (bytes 0-1 -> lo, 2-3 -> hi):
+// on sm_89+ two hardware conversions on the register's halves, nothing else.
+__device__ __forceinline__ void e4m3x4_to_f16x2x2_exact(uint32_t p, uint32_t &lo, uint32_t &hi) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+    asm("{\n .reg .b16 l, h;\n mov.b32 {l, h}, %2;\n cvt.rn.f16x2.e4m3x2 %0, l;\n cvt.rn.f16x2.e4m3x2 %1, h;\n}\n"
+        : "=r"(lo), "=r"(hi)
+        : "r"(p));
+#else
+    lo = e4m3x2_to_f16x2_exact(p), hi = e4m3x2_to_f16x2_exact(p >> 16);
+#endif
+}
+
 // Two FP8 codes -> MT pair of round_MT(decode * ds) (ds = 1: the exact decode).
 template <int KIND, int MT>
 __device__ __forceinline__ uint32_t fp8x2_to_mt(uint32_t p, float ds) {

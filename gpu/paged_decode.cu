@@ -13,7 +13,9 @@
 //   folded into the score scale); warps of a CTA combine through shared memory; the
 //   splits of one (sequence, KV head) are combined by the last CTA to finish (a
 //   counter per unit, reset by that CTA).  Each warp keeps the next 16-token chunk's
-//   loads in flight while it computes the current one.
+//   loads in flight while it computes the current one (the default); variants the
+//   bench sweeps instead stage chunks through a cp.async ring in shared memory, with
+//   16- or 32-token softmax steps (launch_decode lists them and why the default won).
 // attention_generic (CUDA and HIP): one CTA per (query token, query head), float32,
 //   two passes per 128 keys; every read semantics, sliding window, soft cap, every
 //   storage.  Slow on purpose-simple; the backend uses it for what the tensor-core
@@ -183,7 +185,6 @@ struct DecodeShape {
     static constexpr int KW = D * ES / 16;              // K words per token per thread
     static constexpr int VW = D * ES / 32;              // V words per token per thread
     static constexpr int KS = D / 16;                   // k-steps of QK = m-tiles of PV
-    static constexpr int NBUF = D * ES <= 128 ? 2 : 1;  // chunks in flight per warp
 };
 
 template <int D, int KIND>
@@ -194,6 +195,27 @@ struct Chunk {
 
 __device__ __forceinline__ uint4 ldg16(const uint8_t *p) { return __ldg((const uint4 *)p); }
 __device__ __forceinline__ uint2 ldg8(const uint8_t *p) { return __ldg((const uint2 *)p); }
+
+// The sequence's last chunk: tokens past its end are zeros (their bytes are whatever
+// the block holds).
+template <int D, int KIND>
+__device__ __forceinline__ void zero_past_end(Chunk<D, KIND> &c, int g, int t, int valid_tokens) {
+    using S = DecodeShape<D, KIND>;
+    if (valid_tokens < 16) {
+#pragma unroll
+        for (int i = 0; i < 2; i++)
+            if (g + 8 * i >= valid_tokens)
+#pragma unroll
+                for (int w = 0; w < S::KW; w++)
+                    c.k[i][w] = 0;
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+            if (2 * t + (i & 1) + (i >> 1) * 8 >= valid_tokens)
+#pragma unroll
+                for (int w = 0; w < S::VW; w++)
+                    c.v[i][w] = 0;
+    }
+}
 
 template <int D, int KIND>
 __device__ __forceinline__ void load_chunk(Chunk<D, KIND> &c, const uint8_t *kbase, const uint8_t *vbase,
@@ -223,20 +245,119 @@ __device__ __forceinline__ void load_chunk(Chunk<D, KIND> &c, const uint8_t *kba
             c.v[i][0] = x.x, c.v[i][1] = x.y;
         }
     }
-    if (valid_tokens < 16) { // the sequence's last chunk: tokens past its end are zeros
+    zero_past_end<D, KIND>(c, g, t, valid_tokens);
+}
+
+// ---- the shared-memory ring (FP8 caches) ----
+// FP8 reads half the bytes of BF16 per token, so to keep the same bytes in flight a
+// warp must run twice as many tokens ahead; registers cannot hold that (a 3-deep
+// register pipeline spilled occupancy, bench/results/gpu-kernels-*.md).  cp.async
+// copies each thread's own 16-byte pieces into a per-warp ring of NST stages in
+// shared memory, NST - 1 chunks ahead of the one being computed, without holding
+// registers.  Each thread reads back only what it copied itself, so no barrier is
+// needed between the copy and the read, only cp.async.wait_group; the slots are
+// lane-major (piece j of lane l at (j * 32 + l) * 16), so a warp's accesses to one
+// piece are 512 consecutive bytes, free of bank conflicts.
+template <int D, int KIND>
+struct RingShape {
+    using S = DecodeShape<D, KIND>;
+    enum : int {
+        VP = S::VW >= 4 ? S::VW / 4 : 1,     // V pieces per token per thread
+        VBYTES = S::VW >= 4 ? 16 : S::VW * 4,
+        PIECES = 2 * S::L + 4 * VP,          // per thread per chunk
+        STAGE_BYTES = PIECES * 32 * 16,      // per warp
+    };
+};
+
+__device__ __forceinline__ void cp_async8(void *dst, const void *src) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(smem_addr(dst)), "l"(src));
+}
+__device__ __forceinline__ uint4 lds16(const uint8_t *p) {
+    uint4 x;
+    asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(x.x), "=r"(x.y), "=r"(x.z), "=r"(x.w)
+                 : "r"(smem_addr(p)));
+    return x;
+}
+// wait_group as a compiler barrier too: the reads of the stage must not move above it
+template <int N>
+__device__ __forceinline__ void cp_async_wait_mem() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
+
+// Whole-line copies for 128-byte token rows (FP8, head 128): a quarter-warp copies
+// one token's row, so each copy instruction asks L2 for 4 whole lines instead of 8
+// half lines; each 16-byte piece lands in the slot of the lane that will read it, so
+// the read side is unchanged (but lanes now read what other lanes copied: the ring
+// loop adds __syncwarp around the copies).
+template <int D, int KIND>
+__host__ __device__ constexpr bool ring_whole_lines() {
+    return KIND != KV_16BIT && D == 128;
+}
+
+template <int D, int KIND>
+__device__ __forceinline__ void issue_chunk(uint8_t *stage, int lane, const uint8_t *kbase, const uint8_t *vbase,
+                                            size_t tok_stride, size_t slot0, int g, int t) {
+    using S = DecodeShape<D, KIND>;
+    using R = RingShape<D, KIND>;
+    if constexpr (ring_whole_lines<D, KIND>()) {
+        const int c = lane & 7; // this lane's 16-byte piece of the row
 #pragma unroll
-        for (int i = 0; i < 2; i++)
-            if (g + 8 * i >= valid_tokens)
-#pragma unroll
-                for (int w = 0; w < S::KW; w++)
-                    c.k[i][w] = 0;
-#pragma unroll
-        for (int i = 0; i < 4; i++)
-            if (2 * t + (i & 1) + (i >> 1) * 8 >= valid_tokens)
-#pragma unroll
-                for (int w = 0; w < S::VW; w++)
-                    c.v[i][w] = 0;
+        for (int q = 0; q < 4; q++) {
+            const int r = q * 4 + (lane >> 3); // token of the chunk
+            // K: token r, piece c is read by lane (r & 7) * 4 + (c & 3) as its piece (r >> 3) * 2 + (c >> 2)
+            const int jk = (r >> 3) * S::L + (c >> 2), lk = (r & 7) * 4 + (c & 3);
+            cp_async16(stage + (jk * 32 + lk) * 16, kbase + (slot0 + (size_t)r) * tok_stride + c * 16, 16);
+            // V: token r, piece c is read by lane c * 4 + ((r & 7) >> 1) as its V piece (r & 1) + (r >> 3) * 2
+            const int jv = 2 * S::L + (r & 1) + (r >> 3) * 2, lv = c * 4 + ((r & 7) >> 1);
+            cp_async16(stage + (jv * 32 + lv) * 16, vbase + (slot0 + (size_t)r) * tok_stride + c * 16, 16);
+        }
+        return;
     }
+    int j = 0;
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        const uint8_t *p = kbase + (slot0 + (size_t)(g + 8 * i)) * tok_stride + (size_t)t * 16;
+#pragma unroll
+        for (int l = 0; l < S::L; l++, j++)
+            cp_async16(stage + (j * 32 + lane) * 16, p + l * 64, 16);
+    }
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const int T = 2 * t + (i & 1) + (i >> 1) * 8;
+        const uint8_t *p = vbase + (slot0 + (size_t)T) * tok_stride + (size_t)g * (S::VW * 4);
+#pragma unroll
+        for (int u = 0; u < R::VP; u++, j++) {
+            if (R::VBYTES == 16)
+                cp_async16(stage + (j * 32 + lane) * 16, p + 16 * u, 16);
+            else
+                cp_async8(stage + (j * 32 + lane) * 16, p);
+        }
+    }
+}
+
+template <int D, int KIND>
+__device__ __forceinline__ void read_chunk(Chunk<D, KIND> &c, const uint8_t *stage, int lane, int g, int t,
+                                           int valid_tokens) {
+    using S = DecodeShape<D, KIND>;
+    using R = RingShape<D, KIND>;
+    int j = 0;
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int l = 0; l < S::L; l++, j++) {
+            const uint4 x = lds16(stage + (j * 32 + lane) * 16);
+            c.k[i][4 * l] = x.x, c.k[i][4 * l + 1] = x.y, c.k[i][4 * l + 2] = x.z, c.k[i][4 * l + 3] = x.w;
+        }
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int u = 0; u < R::VP; u++, j++) {
+            const uint4 x = lds16(stage + (j * 32 + lane) * 16);
+            if (R::VBYTES == 16)
+                c.v[i][4 * u] = x.x, c.v[i][4 * u + 1] = x.y, c.v[i][4 * u + 2] = x.z, c.v[i][4 * u + 3] = x.w;
+            else
+                c.v[i][0] = x.x, c.v[i][1] = x.y;
+        }
+    zero_past_end<D, KIND>(c, g, t, valid_tokens);
 }
 
 template <int D, int KIND, int MT>
@@ -245,91 +366,162 @@ struct WarpState {
     float m0, m1, l0, l1;
 };
 
-template <int D, int KIND, int MT>
-__device__ __forceinline__ void compute_chunk(WarpState<D, KIND, MT> &st, const Chunk<D, KIND> &c,
-                                              const uint32_t (&qf)[D / 16][2], int valid_tokens, float sc0, float sc1,
-                                              float dsk, float dsv, int g, int t) {
+// One online-softmax step over NT 16-token tiles (NT = 2 for FP8 in the ring: the
+// step's fixed costs, the max and sum reductions, the rescale of O and their
+// latency, are paid once per 32 tokens, and the tiles' MMA chains interleave).
+template <int D, int KIND, int MT, int NT>
+__device__ __forceinline__ void compute_tiles(WarpState<D, KIND, MT> &st, const Chunk<D, KIND> (&c)[NT],
+                                              const uint32_t (&qf)[D / 16][2], const int (&valid_tokens)[NT],
+                                              float sc0, float sc1, float dsk, float dsv, int g, int t) {
     using S = DecodeShape<D, KIND>;
     constexpr float PSCALE = MT != 0 ? 4096.0f : 1.0f; // keeps small f16 probabilities normal
-    float s[4] = {0.f, 0.f, 0.f, 0.f};
+    // two accumulators per tile (even and odd k-steps): shorter chains of dependent MMAs
+    float s[NT][4], s_odd[NT][4];
+#pragma unroll
+    for (int n = 0; n < NT; n++)
+#pragma unroll
+        for (int r = 0; r < 4; r++)
+            s[n][r] = 0.0f, s_odd[n][r] = 0.0f;
 #pragma unroll
     for (int kk = 0; kk < S::KS; kk++) {
-        uint32_t a0, a1, a2, a3;
-        if (KIND == KV_16BIT) {
-            a0 = c.k[0][2 * kk], a2 = c.k[0][2 * kk + 1], a1 = c.k[1][2 * kk], a3 = c.k[1][2 * kk + 1];
-        } else if (MT == 2) { // exact E4M3 values, scales folded
-            const uint32_t w0 = c.k[0][kk], w1 = c.k[1][kk];
-            a0 = e4m3x2_to_f16x2_exact(w0), a2 = e4m3x2_to_f16x2_exact(w0 >> 16);
-            a1 = e4m3x2_to_f16x2_exact(w1), a3 = e4m3x2_to_f16x2_exact(w1 >> 16);
-        } else {
-            const uint32_t w0 = c.k[0][kk], w1 = c.k[1][kk];
-            a0 = fp8x2_to_mt<KIND, MT>(w0 & 0xFFFF, dsk), a2 = fp8x2_to_mt<KIND, MT>(w0 >> 16, dsk);
-            a1 = fp8x2_to_mt<KIND, MT>(w1 & 0xFFFF, dsk), a3 = fp8x2_to_mt<KIND, MT>(w1 >> 16, dsk);
+#pragma unroll
+        for (int n = 0; n < NT; n++) {
+            uint32_t a0, a1, a2, a3;
+            if (KIND == KV_16BIT) {
+                a0 = c[n].k[0][2 * kk], a2 = c[n].k[0][2 * kk + 1], a1 = c[n].k[1][2 * kk], a3 = c[n].k[1][2 * kk + 1];
+            } else if (MT == 2) { // exact E4M3 values, scales folded
+                e4m3x4_to_f16x2x2_exact(c[n].k[0][kk], a0, a2);
+                e4m3x4_to_f16x2x2_exact(c[n].k[1][kk], a1, a3);
+            } else {
+                const uint32_t w0 = c[n].k[0][kk], w1 = c[n].k[1][kk];
+                a0 = fp8x2_to_mt<KIND, MT>(w0 & 0xFFFF, dsk), a2 = fp8x2_to_mt<KIND, MT>(w0 >> 16, dsk);
+                a1 = fp8x2_to_mt<KIND, MT>(w1 & 0xFFFF, dsk), a3 = fp8x2_to_mt<KIND, MT>(w1 >> 16, dsk);
+            }
+            mma16816<MT>((kk & 1) ? s_odd[n] : s[n], a0, a1, a2, a3, qf[kk][0], qf[kk][1]);
         }
-        mma16816<MT>(s, a0, a1, a2, a3, qf[kk][0], qf[kk][1]);
     }
-    // s[0]: token g, head 2t; s[1]: token g, head 2t+1; s[2], s[3]: token g+8
-    const bool v0 = g < valid_tokens, v1 = g + 8 < valid_tokens;
-    const float x0 = v0 ? s[0] * sc0 : -INFINITY, x1 = v0 ? s[1] * sc1 : -INFINITY;
-    const float x2 = v1 ? s[2] * sc0 : -INFINITY, x3 = v1 ? s[3] * sc1 : -INFINITY;
-    float mx0 = fmaxf(x0, x2), mx1 = fmaxf(x1, x3);
+    // s[n][0]: token g of tile n, head 2t; [1]: token g, head 2t+1; [2], [3]: token g+8
+    float x[NT][4];
+    float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+    for (int n = 0; n < NT; n++) {
+        const bool v0 = g < valid_tokens[n], v1 = g + 8 < valid_tokens[n];
+        x[n][0] = v0 ? (s[n][0] + s_odd[n][0]) * sc0 : -INFINITY;
+        x[n][1] = v0 ? (s[n][1] + s_odd[n][1]) * sc1 : -INFINITY;
+        x[n][2] = v1 ? (s[n][2] + s_odd[n][2]) * sc0 : -INFINITY;
+        x[n][3] = v1 ? (s[n][3] + s_odd[n][3]) * sc1 : -INFINITY;
+        mx0 = fmaxf(mx0, fmaxf(x[n][0], x[n][2]));
+        mx1 = fmaxf(mx1, fmaxf(x[n][1], x[n][3]));
+    }
 #pragma unroll
     for (int off = 4; off < 32; off <<= 1) {
         mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, off));
         mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, off));
     }
-    const float mn0 = fmaxf(st.m0, mx0), mn1 = fmaxf(st.m1, mx1); // finite: token 0 of a chunk is valid
+    const float mn0 = fmaxf(st.m0, mx0), mn1 = fmaxf(st.m1, mx1); // finite: token 0 of a step is valid
     const float al0 = exp2f(st.m0 - mn0), al1 = exp2f(st.m1 - mn1);
-    const float p0 = exp2f(x0 - mn0), p1 = exp2f(x1 - mn1), p2 = exp2f(x2 - mn0), p3 = exp2f(x3 - mn1);
-    st.l0 = st.l0 * al0 + (p0 + p2);
-    st.l1 = st.l1 * al1 + (p1 + p3);
-    st.m0 = mn0, st.m1 = mn1;
+    float p[NT][4];
+    float ps0 = 0.0f, ps1 = 0.0f;
 #pragma unroll
-    for (int i = 0; i < S::KS; i++)
-        st.o[i][0] *= al0, st.o[i][1] *= al1, st.o[i][2] *= al0, st.o[i][3] *= al1;
-    // P = hi + lo in MT; each lane then fetches the P^T fragment it needs
-    const uint32_t hi0 = pack2<MT>(p0 * PSCALE, p1 * PSCALE), hi1 = pack2<MT>(p2 * PSCALE, p3 * PSCALE);
-    const float2 h0 = unpack2<MT>(hi0), h1 = unpack2<MT>(hi1);
-    const uint32_t lo0 = pack2<MT>(p0 * PSCALE - h0.x, p1 * PSCALE - h0.y);
-    const uint32_t lo1 = pack2<MT>(p2 * PSCALE - h1.x, p3 * PSCALE - h1.y);
+    for (int n = 0; n < NT; n++) {
+        p[n][0] = exp2f(x[n][0] - mn0), p[n][1] = exp2f(x[n][1] - mn1);
+        p[n][2] = exp2f(x[n][2] - mn0), p[n][3] = exp2f(x[n][3] - mn1);
+        ps0 += p[n][0] + p[n][2], ps1 += p[n][1] + p[n][3];
+    }
+    st.l0 = st.l0 * al0 + ps0;
+    st.l1 = st.l1 * al1 + ps1;
+    st.m0 = mn0, st.m1 = mn1;
+    // Once the running maxima settle, most steps leave them unchanged and the factors
+    // are exactly 1: skipping the rescale then changes no bit of the result.
+    if (__any_sync(0xffffffffu, al0 != 1.0f || al1 != 1.0f)) {
+#pragma unroll
+        for (int i = 0; i < S::KS; i++)
+            st.o[i][0] *= al0, st.o[i][1] *= al1, st.o[i][2] *= al0, st.o[i][3] *= al1;
+    }
     const int srcA = 8 * t + (g >> 1), srcB = srcA + 4;
     const uint32_t sel = (g & 1) ? 0x7632u : 0x5410u;
-    const uint32_t bh0 = __byte_perm(__shfl_sync(0xffffffffu, hi0, srcA), __shfl_sync(0xffffffffu, hi0, srcB), sel);
-    const uint32_t bh1 = __byte_perm(__shfl_sync(0xffffffffu, hi1, srcA), __shfl_sync(0xffffffffu, hi1, srcB), sel);
-    const uint32_t bl0 = __byte_perm(__shfl_sync(0xffffffffu, lo0, srcA), __shfl_sync(0xffffffffu, lo0, srcB), sel);
-    const uint32_t bl1 = __byte_perm(__shfl_sync(0xffffffffu, lo1, srcA), __shfl_sync(0xffffffffu, lo1, srcB), sel);
 #pragma unroll
-    for (int i = 0; i < S::KS; i++) {
-        uint32_t a0, a1, a2, a3;
-        if (KIND == KV_16BIT) {
-            a0 = __byte_perm(c.v[0][i], c.v[1][i], 0x5410), a1 = __byte_perm(c.v[0][i], c.v[1][i], 0x7632);
-            a2 = __byte_perm(c.v[2][i], c.v[3][i], 0x5410), a3 = __byte_perm(c.v[2][i], c.v[3][i], 0x7632);
-        } else {
-            const uint32_t sel2 = (i & 1) ? 0x7362u : 0x5140u;
-            const uint32_t u01 = __byte_perm(c.v[0][i >> 1], c.v[1][i >> 1], sel2);
-            const uint32_t u23 = __byte_perm(c.v[2][i >> 1], c.v[3][i >> 1], sel2);
-            if (MT == 2) {
-                a0 = e4m3x2_to_f16x2_exact(u01), a1 = e4m3x2_to_f16x2_exact(u01 >> 16);
-                a2 = e4m3x2_to_f16x2_exact(u23), a3 = e4m3x2_to_f16x2_exact(u23 >> 16);
+    for (int n = 0; n < NT; n++) {
+        // P = hi + lo in MT; each lane then fetches the P^T fragment it needs
+        const uint32_t hi0 = pack2<MT>(p[n][0] * PSCALE, p[n][1] * PSCALE);
+        const uint32_t hi1 = pack2<MT>(p[n][2] * PSCALE, p[n][3] * PSCALE);
+        const float2 h0 = unpack2<MT>(hi0), h1 = unpack2<MT>(hi1);
+        const uint32_t lo0 = pack2<MT>(p[n][0] * PSCALE - h0.x, p[n][1] * PSCALE - h0.y);
+        const uint32_t lo1 = pack2<MT>(p[n][2] * PSCALE - h1.x, p[n][3] * PSCALE - h1.y);
+        const uint32_t bh0 =
+            __byte_perm(__shfl_sync(0xffffffffu, hi0, srcA), __shfl_sync(0xffffffffu, hi0, srcB), sel);
+        const uint32_t bh1 =
+            __byte_perm(__shfl_sync(0xffffffffu, hi1, srcA), __shfl_sync(0xffffffffu, hi1, srcB), sel);
+        const uint32_t bl0 =
+            __byte_perm(__shfl_sync(0xffffffffu, lo0, srcA), __shfl_sync(0xffffffffu, lo0, srcB), sel);
+        const uint32_t bl1 =
+            __byte_perm(__shfl_sync(0xffffffffu, lo1, srcA), __shfl_sync(0xffffffffu, lo1, srcB), sel);
+#pragma unroll
+        for (int i = 0; i < S::KS; i++) {
+            uint32_t a0, a1, a2, a3;
+            if (KIND == KV_16BIT) {
+                a0 = __byte_perm(c[n].v[0][i], c[n].v[1][i], 0x5410), a1 = __byte_perm(c[n].v[0][i], c[n].v[1][i], 0x7632);
+                a2 = __byte_perm(c[n].v[2][i], c[n].v[3][i], 0x5410), a3 = __byte_perm(c[n].v[2][i], c[n].v[3][i], 0x7632);
             } else {
-                a0 = fp8x2_to_mt<KIND, MT>(u01 & 0xFFFF, dsv), a1 = fp8x2_to_mt<KIND, MT>(u01 >> 16, dsv);
-                a2 = fp8x2_to_mt<KIND, MT>(u23 & 0xFFFF, dsv), a3 = fp8x2_to_mt<KIND, MT>(u23 >> 16, dsv);
+                const uint32_t sel2 = (i & 1) ? 0x7362u : 0x5140u;
+                const uint32_t u01 = __byte_perm(c[n].v[0][i >> 1], c[n].v[1][i >> 1], sel2);
+                const uint32_t u23 = __byte_perm(c[n].v[2][i >> 1], c[n].v[3][i >> 1], sel2);
+                if (MT == 2) {
+                    e4m3x4_to_f16x2x2_exact(u01, a0, a1);
+                    e4m3x4_to_f16x2x2_exact(u23, a2, a3);
+                } else {
+                    a0 = fp8x2_to_mt<KIND, MT>(u01 & 0xFFFF, dsv), a1 = fp8x2_to_mt<KIND, MT>(u01 >> 16, dsv);
+                    a2 = fp8x2_to_mt<KIND, MT>(u23 & 0xFFFF, dsv), a3 = fp8x2_to_mt<KIND, MT>(u23 >> 16, dsv);
+                }
             }
+            mma16816<MT>(st.o[i], a0, a1, a2, a3, bh0, bh1);
+            mma16816<MT>(st.o[i], a0, a1, a2, a3, bl0, bl1);
         }
-        mma16816<MT>(st.o[i], a0, a1, a2, a3, bh0, bh1);
-        mma16816<MT>(st.o[i], a0, a1, a2, a3, bl0, bl1);
     }
 }
 
-template <int D, int KIND, int MT, int NBUF>
-__global__ void __launch_bounds__(kWarps * 32) decode_mma_kernel(const __grid_constant__ DecodeParams P) {
+template <int D, int KIND, int MT>
+__device__ __forceinline__ void compute_chunk(WarpState<D, KIND, MT> &st, const Chunk<D, KIND> &c,
+                                              const uint32_t (&qf)[D / 16][2], int valid_tokens, float sc0, float sc1,
+                                              float dsk, float dsv, int g, int t) {
+    const Chunk<D, KIND>(&one)[1] = *reinterpret_cast<const Chunk<D, KIND>(*)[1]>(&c);
+    const int valid[1] = {valid_tokens};
+    compute_tiles<D, KIND, MT, 1>(st, one, qf, valid, sc0, sc1, dsk, dsv, g, t);
+}
+
+// The CTA's shared memory after the main loop (the ring, when there is one, is dead
+// by then and shares the space).
+template <int D>
+struct DecodeSmem {
+    float o[kWarps][8][D];
+    float m[kWarps][8], l[kWarps][8];
+    float w[8][kMaxSplits];
+    float L[8];
+    int last;
+};
+
+extern __shared__ uint4 decode_dyn_smem[];
+
+template <int D, int KIND, int NST, int NT>
+constexpr size_t decode_smem_bytes() {
+    const size_t ring = NST > 0 ? (size_t)kWarps * NST * NT * RingShape<D, KIND>::STAGE_BYTES : 0;
+    return ring > sizeof(DecodeSmem<D>) ? ring : sizeof(DecodeSmem<D>);
+}
+
+// NBUF: register pipeline depth (NST == 0); NST > 0: the shared-memory ring of NST
+// stages instead, each of NT 16-token chunks computed in one softmax step.  MINB:
+// CTAs per multiprocessor the register allocation must allow.
+template <int D, int KIND, int MT, int NBUF, int NST, int MINB, int NT>
+__global__ void __launch_bounds__(kWarps * 32, MINB) decode_mma_kernel(const __grid_constant__ DecodeParams P) {
     using S = DecodeShape<D, KIND>;
     constexpr float PSCALE = MT != 0 ? 4096.0f : 1.0f;
-    __shared__ float sm_o[kWarps][8][D];
-    __shared__ float sm_m[kWarps][8], sm_l[kWarps][8];
-    __shared__ float s_w[8][kMaxSplits];
-    __shared__ float s_L[8];
-    __shared__ int s_last;
+    DecodeSmem<D> &sm = *reinterpret_cast<DecodeSmem<D> *>(decode_dyn_smem);
+    auto &sm_o = sm.o;
+    auto &sm_m = sm.m;
+    auto &sm_l = sm.l;
+    auto &s_w = sm.w;
+    auto &s_L = sm.L;
+    int &s_last = sm.last;
 
     const AttnArgs &a = P.a;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
@@ -402,27 +594,88 @@ __global__ void __launch_bounds__(kWarps * 32) decode_mma_kernel(const __grid_co
     const int *btab = a.block_table + (size_t)seq * a.max_blocks_per_seq;
     const int bs = a.block_size;
 
-    Chunk<D, KIND> buf[NBUF];
-#pragma unroll
-    for (int b = 0; b < NBUF - 1; b++)
-        if (b < n_my) {
-            const int tb = (c_first + b * kWarps) * 16;
-            load_chunk<D, KIND>(buf[b], kbase, vbase, tok_stride, (size_t)btab[tb / bs] * bs + tb % bs, g, t,
-                                len - tb);
+    // Block-table entries of the next 32 chunks, one per lane, fetched by shuffle: a
+    // global load per chunk puts its latency in front of the chunk's loads.  Measured
+    // (bench/results/gpu-kernels-*.md): a gain for the ring and for 16-bit caches
+    // (BF16 decode 94% -> 97.5% of copy), a 7% loss for FP8 through registers, which
+    // therefore reads the table directly.
+    auto slot_direct = [&](int i) {
+        const int tb = (c_first + i * kWarps) * 16;
+        return (size_t)btab[tb / bs] * bs + tb % bs;
+    };
+    int tab_window = -1, tab_entry = 0;
+    auto slot_of = [&](int i) {
+        if ((i >> 5) != tab_window) { // warp-uniform
+            tab_window = i >> 5;
+            const int il = (tab_window << 5) + lane;
+            tab_entry = il < n_my ? btab[(c_first + il * kWarps) * 16 / bs] : 0;
         }
-    for (int it = 0; it < n_my; it += NBUF) {
+        const int block = __shfl_sync(0xffffffffu, tab_entry, i & 31);
+        const int tb = (c_first + i * kWarps) * 16;
+        return (size_t)block * bs + tb % bs;
+    };
+    auto slot_reg = [&](int i) { return KIND == KV_16BIT ? slot_of(i) : slot_direct(i); };
+    if constexpr (NST > 0) {
+        constexpr int SB = NT * RingShape<D, KIND>::STAGE_BYTES; // one stage: NT chunks
+        uint8_t *ring = reinterpret_cast<uint8_t *>(decode_dyn_smem) + (size_t)warp * NST * SB;
+        auto stage = [&](int step) { return ring + (step % NST) * SB; };
+        const int n_steps = (n_my + NT - 1) / NT;
+        auto issue_step = [&](int step) {
 #pragma unroll
-        for (int b = 0; b < NBUF; b++) {
-            const int i = it + b;
-            if (i < n_my) {
-                const int ip = i + NBUF - 1;
-                if (ip < n_my) {
-                    const int tb = (c_first + ip * kWarps) * 16;
-                    load_chunk<D, KIND>(buf[(b + NBUF - 1) % NBUF], kbase, vbase, tok_stride,
-                                        (size_t)btab[tb / bs] * bs + tb % bs, g, t, len - tb);
+            for (int k = 0; k < NT; k++)
+                if (step * NT + k < n_my)
+                    issue_chunk<D, KIND>(stage(step) + k * RingShape<D, KIND>::STAGE_BYTES, lane, kbase, vbase,
+                                         tok_stride, slot_of(step * NT + k), g, t);
+        };
+#pragma unroll
+        for (int b = 0; b < NST - 1; b++) {
+            if (b < n_steps)
+                issue_step(b);
+            cp_async_commit(); // empty groups too: the wait below counts groups
+        }
+        for (int step = 0; step < n_steps; step++) {
+            if constexpr (ring_whole_lines<D, KIND>())
+                __syncwarp(); // every lane has read the stage about to be refilled
+            if (step + NST - 1 < n_steps) // into the stage the previous step was read from
+                issue_step(step + NST - 1);
+            cp_async_commit();
+            cp_async_wait_mem<NST - 1>(); // this step's chunks have landed
+            if constexpr (ring_whole_lines<D, KIND>())
+                __syncwarp(); // ... including the pieces other lanes copied
+            Chunk<D, KIND> c[NT];
+            int valid[NT];
+#pragma unroll
+            for (int k = 0; k < NT; k++) {
+                const int i = step * NT + k;
+                valid[k] = i < n_my ? len - (c_first + i * kWarps) * 16 : 0; // 0: all zeros, all masked
+                read_chunk<D, KIND>(c[k], stage(step) + k * RingShape<D, KIND>::STAGE_BYTES, lane, g, t, valid[k]);
+            }
+            compute_tiles<D, KIND, MT, NT>(st, c, qf, valid, sc0, sc1, dsk, dsv, g, t);
+        }
+        cp_async_wait_mem<0>();
+        __syncthreads(); // the ring's space becomes the combine's
+    } else {
+        Chunk<D, KIND> buf[NBUF];
+#pragma unroll
+        for (int b = 0; b < NBUF - 1; b++)
+            if (b < n_my) {
+                const int tb = (c_first + b * kWarps) * 16;
+                load_chunk<D, KIND>(buf[b], kbase, vbase, tok_stride, slot_reg(b), g, t, len - tb);
+            }
+        for (int it = 0; it < n_my; it += NBUF) {
+#pragma unroll
+            for (int b = 0; b < NBUF; b++) {
+                const int i = it + b;
+                if (i < n_my) {
+                    const int ip = i + NBUF - 1;
+                    if (ip < n_my) {
+                        const int tb = (c_first + ip * kWarps) * 16;
+                        load_chunk<D, KIND>(buf[(b + NBUF - 1) % NBUF], kbase, vbase, tok_stride,
+                                            slot_reg(ip), g, t, len - tb);
+                    }
+                    const int tb = (c_first + i * kWarps) * 16;
+                    compute_chunk<D, KIND, MT>(st, buf[b], qf, len - tb, sc0, sc1, dsk, dsv, g, t);
                 }
-                const int tb = (c_first + i * kWarps) * 16;
-                compute_chunk<D, KIND, MT>(st, buf[b], qf, len - tb, sc0, sc1, dsk, dsv, g, t);
             }
         }
     }
@@ -530,23 +783,57 @@ __global__ void __launch_bounds__(kWarps * 32) decode_mma_kernel(const __grid_co
         P.ws_cnt[unit] = 0; // ready for the next launch
 }
 
+template <int D, int KIND, int MT, int NBUF, int NST, int MINB, int NT = 1>
+cudaError_t launch_decode_kernel(const DecodeParams &P, dim3 grid, cudaStream_t stream) {
+    constexpr size_t smem = decode_smem_bytes<D, KIND, NST, NT>();
+    auto *kernel = decode_mma_kernel<D, KIND, MT, NBUF, NST, MINB, NT>;
+    if (smem > 48 * 1024) {
+        static bool opted_in = false; // once per instantiation (a host-side call per launch costs)
+        if (!opted_in) {
+            const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+            if (e != cudaSuccess)
+                return e;
+            opted_in = true;
+        }
+    }
+    kernel<<<grid, kWarps * 32, smem, stream>>>(P);
+    return cudaGetLastError();
+}
+
+// The pipeline of each case, as measured on the H200 (bench/results/gpu-kernels-*.md):
+// every variant reaches about the same FP8 bandwidth within 10%, the register pipeline
+// (the next chunk's loads in flight while the current one is computed, 3 CTAs per
+// multiprocessor) most often first, so it is the default for both kinds.  The
+// shared-memory rings (nbuf 2/3/4/6: stages of one 16-token chunk; 12/13/14: stages
+// of two chunks computed in one 32-token softmax step) stay for the bench's sweep at
+// the bench's shape, and gpu/test_gpu checks each of them.
 template <int D, int KIND, int MT>
 cudaError_t launch_decode(const DecodeParams &P, dim3 grid, cudaStream_t stream, int nbuf) {
-    // Other pipeline depths for the bench's sweep, at the bench's shape only.
-    if constexpr (D == 128 && MT != 1 && KIND == KV_E4M3) {
-        if (nbuf == 3) {
-            decode_mma_kernel<D, KIND, MT, 3><<<grid, kWarps * 32, 0, stream>>>(P);
-            return cudaGetLastError();
+    if constexpr (KIND == KV_16BIT) {
+        if constexpr (D == 128 && MT == 0) {
+            if (nbuf == 2)
+                return launch_decode_kernel<D, KIND, MT, 2, 0, 1>(P, grid, stream);
         }
-    }
-    if constexpr (D == 128 && MT == 0 && KIND == KV_16BIT) {
-        if (nbuf == 2) {
-            decode_mma_kernel<D, KIND, MT, 2><<<grid, kWarps * 32, 0, stream>>>(P);
-            return cudaGetLastError();
+        constexpr int NBUF = D * 2 <= 128 ? 2 : 1; // chunks in flight per warp
+        return launch_decode_kernel<D, KIND, MT, NBUF, 0, 1>(P, grid, stream);
+    } else {
+        if constexpr (D == 128 && MT != 1 && KIND == KV_E4M3) {
+            switch (nbuf) {
+            case 2: return launch_decode_kernel<D, KIND, MT, 1, 2, 4>(P, grid, stream);
+            case 3: return launch_decode_kernel<D, KIND, MT, 1, 3, 4>(P, grid, stream);
+            case 4: return launch_decode_kernel<D, KIND, MT, 1, 4, 3>(P, grid, stream);
+            case 6: return launch_decode_kernel<D, KIND, MT, 1, 6, 2>(P, grid, stream);
+            case 7: return launch_decode_kernel<D, KIND, MT, 2, 0, 1>(P, grid, stream); // registers uncapped
+            case 12: return launch_decode_kernel<D, KIND, MT, 1, 2, 3, 2>(P, grid, stream);
+            case 13: return launch_decode_kernel<D, KIND, MT, 1, 3, 2, 2>(P, grid, stream);
+            case 14: return launch_decode_kernel<D, KIND, MT, 1, 4, 1, 2>(P, grid, stream);
+            }
         }
+        // FP8 bytes per token: half of the 16-bit case, so two chunks fit the registers
+        constexpr int NBUF = D <= 128 ? 2 : 1;
+        constexpr int MINB = D <= 128 ? 3 : 1;
+        return launch_decode_kernel<D, KIND, MT, NBUF, 0, MINB>(P, grid, stream);
     }
-    decode_mma_kernel<D, KIND, MT, DecodeShape<D, KIND>::NBUF><<<grid, kWarps * 32, 0, stream>>>(P);
-    return cudaGetLastError();
 }
 
 template <int KIND, int MT>

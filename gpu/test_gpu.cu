@@ -371,6 +371,7 @@ struct AttnCase {
     uint64_t seed;
     int no_f16 = 0; // keep e4m3fn/uniform decode off the float16 path
     int q_spread = 0; // query head h scaled by 2^(3 (h % 8) - 10): rows of very different size
+    int nbuf = 0;     // decode pipeline variant (decode_mma's nbuf; 0 = the default)
 };
 
 struct AttnData {
@@ -524,7 +525,7 @@ void run_case(const AttnCase &c, AttnData &d) {
             const size_t ws = decode_workspace_bytes((int)dec.size(), c.Hkv, c.Hq / c.Hkv, c.D, max_splits);
             DevBuf<uint8_t> dws(ws);
             CK(cudaMemset(dws.p, 0, ws));
-            CK(decode_mma(a, ddec.p, (int)dec.size(), max_len, split, dws.p, 0));
+            CK(decode_mma(a, ddec.p, (int)dec.size(), max_len, split, dws.p, 0, c.nbuf));
             CK(cudaDeviceSynchronize());
             // the counters must be back to zero
             const size_t units = dec.size() * (size_t)c.Hkv * (size_t)((c.Hq / c.Hkv + 7) / 8);
@@ -607,6 +608,17 @@ void test_attention(bool quick) {
     cases.back().q_spread = 1;
     add("decode q-spread", 1, E4, BF, UN, 1, 8, 64, 32, {200, 65}, {1, 1}, P_MMA, 64);
     cases.back().q_spread = 1;
+    // every decode pipeline variant the bench sweeps (gpu/paged_decode.cu, launch_decode):
+    // the shared-memory rings (2, 3, 4, 6 stages; 32-token steps with 2, 3, 4), the
+    // register pipeline at 2 CTAs per multiprocessor; odd lengths end mid-chunk and
+    // mid-step, split 64 exercises the combine
+    for (int nb : {2, 3, 4, 6, 7, 12, 13, 14})
+        for (kvfp8_read_semantics r : {MD, UN}) {
+            add("decode pipeline", 1, E4, BF, r, 2, 8, 128, 16, {1, 17, 93, 300, 1000}, {1, 1, 1, 1, 1}, P_MMA,
+                nb % 2 ? 64 : 0);
+            cases.back().nbuf = nb;
+            cases.back().label += " nbuf" + std::to_string(nb);
+        }
     // the bf16 MMA path under uniform reads (what runs when the queries do not fit float16)
     for (int D : {64, 128, 256}) {
         add("decode no-f16", 1, E4, BF, UN, 2, 8, D, 16, {1, 17, 93, 300}, {1, 1, 1, 1}, P_MMA);
