@@ -5,10 +5,16 @@
  * of block metadata plus, for keyed operations, one slot of the key table:
  *  - blocks[0..num_blocks) plus a sentinel blocks[num_blocks] that closes the free
  *    queue into a ring, so insertion and removal never test for an empty list;
- *  - the key table is open addressing with linear probing; a slot names the first
- *    and last block carrying one key, and the blocks between are chained through
- *    dprev/dnext in registration order.  Block id 0 (the null block, never cached)
- *    marks an empty slot and the end of a chain. */
+ *  - the key table is open addressing with linear probing over 8-byte slots (a
+ *    32-bit hash of the key and the first block carrying it; eight to a cache
+ *    line, at least two slots per block); the blocks carrying one key are chained
+ *    through dprev/dnext in registration order, and the first block's dprev names
+ *    the last.  Block id 0 (the null block, never cached) marks an empty slot and
+ *    the end of a chain;
+ *  - keys are kept in a fixed-size form (hash bytes zero-padded to 32, length,
+ *    group), so hashing and comparing one is a few word operations, no loops.
+ * A lookup reads the slots of its probe run (nearly always one cache line) and,
+ * where a slot's 32-bit hash matches, the key record of that slot's block. */
 #include "kvfp8/pool.h"
 
 #include <stdlib.h>
@@ -18,29 +24,44 @@
  * 64K-block pool's worth stays within a few MB of cache. */
 typedef struct {
     uint32_t prev, next;   /* free-queue links; meaningful only while queued */
-    uint32_t dprev, dnext; /* same-key chain, registration order; 0 = none */
+    uint32_t dprev, dnext; /* same-key chain, registration order; 0 = none, but
+                              the first block's dprev is the chain's last block */
     int32_t ref;
     uint32_t cached;       /* carries a key (its bytes are in keys[]) */
 } pool_block;
 
-/* Cold: the key itself, read only by keyed operations. */
+/* A cache key (hash bytes + group id, vLLM's make_block_hash_with_group_id) in
+ * fixed-size form: the hash bytes in native-order words, zero past len.  Two keys
+ * are equal exactly when all five fields are. */
 typedef struct {
-    uint64_t khash; /* hash of key, kept so removal needs no rehash */
-    uint8_t klen;
-    uint8_t key[KVFP8_POOL_KEY_MAX];
+    uint64_t w[4];  /* hash bytes 0..31, zero from len on */
+    uint32_t group;
+    uint32_t len;   /* hash length, 1..KVFP8_HASH_MAX */
 } pool_key;
 
+/* Cold, per block: its key, read only by keyed operations on that block. */
 typedef struct {
-    uint64_t khash;
-    uint32_t head, tail; /* head == 0: empty slot */
+    pool_key k;
+    uint32_t khash; /* key_hash(k), kept so removal needs no rehash */
+} block_key;
+
+/* Eight to a cache line.  The low bits of khash are the home slot; all 32 are
+ * compared before a key record is read. */
+typedef struct {
+    uint32_t khash;
+    uint32_t head; /* first block carrying the key; 0: empty slot */
 } key_slot;
+
+/* Slots per block: at most num_blocks - 1 distinct keys exist at once, so the
+ * table is at most half full, which keeps probe runs short. */
+#define SLOTS_PER_BLOCK 2u
 
 struct kvfp8_pool {
     uint32_t num_blocks;
     uint32_t num_free;
     uint32_t num_cached;
     pool_block *blocks; /* num_blocks + 1: the last is the queue sentinel */
-    pool_key *keys;     /* num_blocks */
+    block_key *keys;    /* num_blocks */
     key_slot *slots;
     uint32_t slot_mask;
     int enable_events;
@@ -61,57 +82,103 @@ static inline void prefetch(const void *a) {
 #endif
 }
 
-/* ---- keys ------------------------------------------------------------------- */
-
-static size_t make_key(uint8_t *key, const kvfp8_block_hash *h, uint32_t group) {
-    memcpy(key, h->bytes, h->len);
-    key[h->len + 0] = (uint8_t)(group >> 24);
-    key[h->len + 1] = (uint8_t)(group >> 16);
-    key[h->len + 2] = (uint8_t)(group >> 8);
-    key[h->len + 3] = (uint8_t)group;
-    return (size_t)h->len + 4;
+/* Index of the lowest set bit of m != 0. */
+static inline unsigned lowest_bit(unsigned m) {
+#if defined(__GNUC__)
+    return (unsigned)__builtin_ctz(m);
+#else
+    unsigned i = 0;
+    while (!(m & 1u)) m >>= 1, i++;
+    return i;
+#endif
 }
 
-static uint64_t load64(const uint8_t *p) {
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
+/* ---- keys ------------------------------------------------------------------- */
+
+/* Byte i of mask_tab + 32 - len is 0xff for i < len, 0 after. */
+static const uint8_t mask_tab[64] = {
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+};
+
+/* The key of (hash, group); hash->len must be 0..KVFP8_HASH_MAX.  All 32 bytes of
+ * hash->bytes are read (they exist whatever len is); those past len are masked. */
+static inline void make_key(pool_key *k, const kvfp8_block_hash *h, uint32_t group) {
+    uint64_t m[4];
+    memcpy(k->w, h->bytes, sizeof k->w);
+    memcpy(m, mask_tab + KVFP8_HASH_MAX - h->len, sizeof m);
+    for (int i = 0; i < 4; i++) k->w[i] &= m[i];
+    k->group = group;
+    k->len = h->len;
+}
+
+static inline int key_eq(const pool_key *a, const pool_key *b) {
+    uint64_t d = (a->w[0] ^ b->w[0]) | (a->w[1] ^ b->w[1]) | (a->w[2] ^ b->w[2]) | (a->w[3] ^ b->w[3]) |
+                 (a->group ^ b->group) | (a->len ^ b->len);
+    return d == 0;
+}
+
+/* 64 x 64 -> 128-bit product, folded: every input bit reaches the low half. */
+static inline uint64_t fold_mul(uint64_t a, uint64_t b) {
+#if defined(__SIZEOF_INT128__)
+    unsigned __int128 r = (unsigned __int128)a * b;
+    return (uint64_t)r ^ (uint64_t)(r >> 64);
+#else
+    uint64_t al = (uint32_t)a, ah = a >> 32, bl = (uint32_t)b, bh = b >> 32;
+    uint64_t ll = al * bl, lh = al * bh, hl = ah * bl, hh = ah * bh;
+    uint64_t mid = (ll >> 32) + (uint32_t)lh + (uint32_t)hl;
+    uint64_t lo = (mid << 32) | (uint32_t)ll;
+    uint64_t hi = hh + (lh >> 32) + (hl >> 32) + (mid >> 32);
+    return lo ^ hi;
+#endif
 }
 
 /* Keys are usually cryptographic hashes already, but the pool must not rely on
- * that (tests use short structured ones), so mix every byte and finish with the
- * splitmix64 avalanche. */
-static uint64_t key_hash(const uint8_t *k, size_t len) {
-    uint64_t h = 0x9e3779b97f4a7c15ull ^ (uint64_t)len;
-    size_t i = 0;
-    for (; i + 8 <= len; i += 8) {
-        h ^= load64(k + i);
-        h *= 0xbf58476d1ce4e5b9ull;
-        h = (h << 31) | (h >> 33);
-    }
-    uint64_t tail = 0;
-    for (size_t s = 0; i < len; i++, s += 8) tail |= (uint64_t)k[i] << s;
-    h ^= tail;
-    h ^= h >> 30;
-    h *= 0xbf58476d1ce4e5b9ull;
-    h ^= h >> 27;
-    h *= 0x94d049bb133111ebull;
-    h ^= h >> 31;
-    return h;
+ * that (tests use short structured ones), so every byte, the length and the group
+ * go through a folded multiply (wyhash's mixing step): two independent products
+ * over the hash words, then one over their sum with the length and group. */
+static inline uint32_t key_hash(const pool_key *k) {
+    uint64_t a = fold_mul(k->w[0] ^ 0xa0761d6478bd642full, k->w[1] ^ 0xe7037ed1a0b428dbull);
+    uint64_t b = fold_mul(k->w[2] ^ 0x8ebc6af09c88c6e3ull, k->w[3] ^ 0x589965cc75374cc3ull);
+    uint64_t lg = ((uint64_t)k->group << 32) | k->len;
+    uint64_t h = fold_mul(a ^ b ^ 0x1d8e4e27c47d124full, lg ^ 0x9e3779b97f4a7c15ull);
+    return (uint32_t)(h ^ (h >> 32));
 }
 
-/* The slot holding `key`, or the empty slot where it would go. */
-static uint32_t find_slot(const kvfp8_pool *p, const uint8_t *key, size_t len, uint64_t kh) {
-    uint32_t i = (uint32_t)kh & p->slot_mask;
+/* The slot holding key k (hash kh), or the empty slot where it would go. */
+static inline uint32_t find_slot(const kvfp8_pool *p, const pool_key *k, uint32_t kh) {
+    uint32_t i = kh & p->slot_mask;
     for (;;) {
         const key_slot *s = &p->slots[i];
-        if (s->head == 0) return i;
-        if (s->khash == kh) {
-            const pool_key *k = &p->keys[s->head];
-            if (k->klen == len && memcmp(k->key, key, len) == 0) return i;
-        }
+        if (s->head == 0 || (s->khash == kh && key_eq(&p->keys[s->head].k, k))) return i;
         i = (i + 1) & p->slot_mask;
     }
+}
+
+/* The first block carrying key k (hash kh), or 0: find_slot's answer, arranged
+ * for a run of single lookups.  Their cost is mostly the cache misses of the slot
+ * and the key record, and those of consecutive lookups overlap only where the
+ * processor predicts the branches between them.  So: a home slot carrying kh (the
+ * usual hit) is checked first; otherwise the first four slots of the probe run
+ * are tested together, without a branch between them, for the first that is
+ * empty (a miss, the usual outcome here) or carries kh.  Longer runs, a 32-bit
+ * hash collision and the table's end take find_slot. */
+#define PROBE_WINDOW 4u
+static inline uint32_t find_block(const kvfp8_pool *p, const pool_key *k, uint32_t kh) {
+    uint32_t i = kh & p->slot_mask;
+    const key_slot *s = &p->slots[i];
+    if (s->khash == kh && s->head) {
+        if (key_eq(&p->keys[s->head].k, k)) return s->head;
+    } else if (i <= p->slot_mask + 1 - PROBE_WINDOW) {
+        unsigned m = (unsigned)(s[0].head == 0) | (unsigned)((s[1].head == 0) | (s[1].khash == kh)) << 1 |
+                     (unsigned)((s[2].head == 0) | (s[2].khash == kh)) << 2 |
+                     (unsigned)((s[3].head == 0) | (s[3].khash == kh)) << 3;
+        if (m) {
+            uint32_t c = s[lowest_bit(m)].head;
+            if (c == 0 || key_eq(&p->keys[c].k, k)) return c;
+        }
+    }
+    return p->slots[find_slot(p, k, kh)].head;
 }
 
 /* Backward-shift deletion: keeps every probe run contiguous without tombstones, so
@@ -121,7 +188,7 @@ static void delete_slot(kvfp8_pool *p, uint32_t i) {
     for (;;) {
         j = (j + 1) & p->slot_mask;
         if (p->slots[j].head == 0) break;
-        uint32_t home = (uint32_t)p->slots[j].khash & p->slot_mask;
+        uint32_t home = p->slots[j].khash & p->slot_mask;
         /* Move j back to i unless its home lies cyclically in (i, j]. */
         int stays = (i <= j) ? (home > i && home <= j) : (home > i || home <= j);
         if (!stays) {
@@ -134,11 +201,9 @@ static void delete_slot(kvfp8_pool *p, uint32_t i) {
 
 /* Hash bytes and group id back out of a key. */
 static void split_key(const pool_key *k, kvfp8_block_hash *h, uint32_t *group) {
-    size_t hl = (size_t)k->klen - 4;
-    h->len = (uint8_t)hl;
-    memcpy(h->bytes, k->key, hl);
-    *group = ((uint32_t)k->key[hl] << 24) | ((uint32_t)k->key[hl + 1] << 16) | ((uint32_t)k->key[hl + 2] << 8) |
-             k->key[hl + 3];
+    h->len = (uint8_t)k->len;
+    memcpy(h->bytes, k->w, k->len);
+    *group = k->group;
 }
 
 /* ---- events ----------------------------------------------------------------- */
@@ -163,7 +228,7 @@ static void push_event(kvfp8_pool *p, kvfp8_pool_event_kind kind, uint32_t id) {
     e->kind = kind;
     e->block = id;
     if (kind != KVFP8_POOL_EVENT_ALL_CLEARED) {
-        split_key(&p->keys[id], &e->hash, &e->group);
+        split_key(&p->keys[id].k, &e->hash, &e->group);
     }
     p->ev_len++;
 }
@@ -186,15 +251,22 @@ uint64_t kvfp8_pool_events_dropped(const kvfp8_pool *p) { return p->ev_dropped; 
  * keeps its order, so the next-oldest duplicate becomes the one lookups return. */
 static void drop_key(kvfp8_pool *p, uint32_t id) {
     pool_block *b = &p->blocks[id];
-    const pool_key *k = &p->keys[id];
+    const block_key *k = &p->keys[id];
     push_event(p, KVFP8_POOL_EVENT_REMOVED, id);
-    uint32_t si = find_slot(p, k->key, k->klen, k->khash);
+    uint32_t si = find_slot(p, &k->k, k->khash);
     key_slot *s = &p->slots[si];
-    if (b->dprev) p->blocks[b->dprev].dnext = b->dnext;
-    else s->head = b->dnext;
-    if (b->dnext) p->blocks[b->dnext].dprev = b->dprev;
-    else s->tail = b->dprev;
-    if (s->head == 0) delete_slot(p, si);
+    if (s->head == id) {
+        if (b->dnext) {
+            p->blocks[b->dnext].dprev = b->dprev; /* the chain's last block */
+            s->head = b->dnext;
+        } else {
+            delete_slot(p, si);
+        }
+    } else {
+        p->blocks[b->dprev].dnext = b->dnext;
+        if (b->dnext) p->blocks[b->dnext].dprev = b->dprev;
+        else p->blocks[s->head].dprev = b->dprev; /* it was the last */
+    }
     b->cached = 0;
     b->dprev = b->dnext = 0;
     p->num_cached--;
@@ -230,13 +302,13 @@ kvfp8_status kvfp8_pool_create(const kvfp8_pool_config *cfg, kvfp8_pool **out) {
     kvfp8_pool *p = calloc(1, sizeof *p);
     if (!p) return kvfp8_fail(KVFP8_ERR_NOMEM, "pool: out of memory for the pool");
     uint32_t n = cfg->num_blocks;
-    /* At most n - 1 distinct keys exist at once; at least twice as many slots keeps
-     * probe runs short. */
     uint32_t slots = 16;
-    while (slots < 2u * n) slots <<= 1;
+    while (slots < (uint64_t)SLOTS_PER_BLOCK * n && slots < (1u << 31)) slots <<= 1;
     p->blocks = calloc((size_t)n + 1, sizeof *p->blocks);
     p->keys = calloc(n, sizeof *p->keys);
-    p->slots = calloc(slots, sizeof *p->slots);
+    size_t slot_bytes = (size_t)slots * sizeof *p->slots;
+    p->slots = aligned_alloc(64, slot_bytes); /* whole cache lines of slots */
+    if (p->slots) memset(p->slots, 0, slot_bytes);
     if (!p->blocks || !p->keys || !p->slots) {
         kvfp8_pool_destroy(p);
         return kvfp8_fail(KVFP8_ERR_NOMEM, "pool: out of memory for %u blocks", n);
@@ -295,7 +367,7 @@ kvfp8_status kvfp8_pool_allocate(kvfp8_pool *p, uint32_t n, uint32_t *ids) {
         for (uint32_t k = k0; k < k1; k++)
             if (p->blocks[ids[k]].cached) prefetch(&p->keys[ids[k]]);
         for (uint32_t k = k0; k < k1; k++)
-            if (p->blocks[ids[k]].cached) prefetch(&p->slots[(uint32_t)p->keys[ids[k]].khash & p->slot_mask]);
+            if (p->blocks[ids[k]].cached) prefetch(&p->slots[p->keys[ids[k]].khash & p->slot_mask]);
         for (uint32_t k = k0; k < k1; k++)
             if (p->blocks[ids[k]].cached) drop_key(p, ids[k]);
     }
@@ -355,8 +427,8 @@ static kvfp8_status check_hash(const char *what, const kvfp8_block_hash *h) {
 
 /* Whether block id may be registered under key: 1 to register, 0 when it already
  * carries exactly this key (a no-op), or a failure. */
-static kvfp8_status check_cache(const kvfp8_pool *p, uint32_t id, const kvfp8_block_hash *hash, const uint8_t *key,
-                                size_t len, int *todo) {
+static kvfp8_status check_cache(const kvfp8_pool *p, uint32_t id, const kvfp8_block_hash *hash, const pool_key *key,
+                                int *todo) {
     kvfp8_status st = check_hash("cache_block", hash);
     if (st != KVFP8_OK) return st;
     if (id >= p->num_blocks)
@@ -369,8 +441,7 @@ static kvfp8_status check_cache(const kvfp8_pool *p, uint32_t id, const kvfp8_bl
                           id);
     *todo = 1;
     if (b->cached) {
-        const pool_key *k = &p->keys[id];
-        if (k->klen == len && memcmp(k->key, key, len) == 0) *todo = 0;
+        if (key_eq(&p->keys[id].k, key)) *todo = 0;
         else return kvfp8_fail(KVFP8_ERR_STATE, "pool: block %u already carries another hash", id);
     }
     return KVFP8_OK;
@@ -378,42 +449,43 @@ static kvfp8_status check_cache(const kvfp8_pool *p, uint32_t id, const kvfp8_bl
 
 /* Appends block id to the chain of its key (vLLM's cached_block_hash_to_block
  * insert: after every block already registered under it). */
-static void insert_key(kvfp8_pool *p, uint32_t id, const uint8_t *key, size_t len, uint64_t kh) {
+static void insert_key(kvfp8_pool *p, uint32_t id, const pool_key *key, uint32_t kh) {
     pool_block *b = &p->blocks[id];
-    pool_key *k = &p->keys[id];
-    uint32_t si = find_slot(p, key, len, kh);
-    memcpy(k->key, key, len);
-    k->klen = (uint8_t)len;
+    block_key *k = &p->keys[id];
+    uint32_t si = find_slot(p, key, kh);
+    k->k = *key;
     k->khash = kh;
     b->cached = 1;
+    b->dnext = 0;
     key_slot *s = &p->slots[si];
     if (s->head == 0) {
         s->khash = kh;
-        s->head = s->tail = id;
-        b->dprev = b->dnext = 0;
+        s->head = id;
+        b->dprev = id; /* first and last */
     } else {
-        b->dprev = s->tail;
-        b->dnext = 0;
-        p->blocks[s->tail].dnext = id;
-        s->tail = id;
+        pool_block *first = &p->blocks[s->head];
+        b->dprev = first->dprev;
+        p->blocks[first->dprev].dnext = id;
+        first->dprev = id;
     }
     p->num_cached++;
     push_event(p, KVFP8_POOL_EVENT_STORED, id);
 }
 
 kvfp8_status kvfp8_pool_cache_block(kvfp8_pool *p, uint32_t id, const kvfp8_block_hash *hash, uint32_t group) {
-    uint8_t key[KVFP8_POOL_KEY_MAX];
-    size_t len = hash && hash->len <= KVFP8_HASH_MAX ? make_key(key, hash, group) : 0;
+    pool_key key;
+    if (hash && hash->len <= KVFP8_HASH_MAX) make_key(&key, hash, group);
+    else memset(&key, 0, sizeof key); /* check_cache refuses the hash */
     int todo = 0;
-    kvfp8_status st = check_cache(p, id, hash, key, len, &todo);
+    kvfp8_status st = check_cache(p, id, hash, &key, &todo);
     if (st != KVFP8_OK || !todo) return st;
-    insert_key(p, id, key, len, key_hash(key, len));
+    insert_key(p, id, &key, key_hash(&key));
     return KVFP8_OK;
 }
 
 kvfp8_status kvfp8_pool_cache_blocks(kvfp8_pool *p, const uint32_t *ids, const kvfp8_block_hash *hashes, size_t n,
                                      uint32_t group) {
-    uint8_t key[KVFP8_POOL_KEY_MAX];
+    pool_key key[POOL_BATCH];
     /* Validate everything first.  A block listed twice is seen by its second entry
      * as already registered by the first: same key, a no-op; another key, an
      * error.  The first entry's index is parked in the (unused, since the block
@@ -421,9 +493,10 @@ kvfp8_status kvfp8_pool_cache_blocks(kvfp8_pool *p, const uint32_t *ids, const k
     kvfp8_status st = KVFP8_OK;
     size_t k = 0;
     for (; k < n && st == KVFP8_OK; k++) {
-        size_t len = hashes[k].len <= KVFP8_HASH_MAX ? make_key(key, &hashes[k], group) : 0;
+        if (hashes[k].len <= KVFP8_HASH_MAX) make_key(&key[0], &hashes[k], group);
+        else memset(&key[0], 0, sizeof key[0]); /* check_cache refuses the hash */
         int todo = 0;
-        st = check_cache(p, ids[k], &hashes[k], key, len, &todo);
+        st = check_cache(p, ids[k], &hashes[k], &key[0], &todo);
         if (st != KVFP8_OK) {
             st = kvfp8_fail(st, "%s (entry %zu)", kvfp8_last_error(), k);
             break;
@@ -443,19 +516,18 @@ kvfp8_status kvfp8_pool_cache_blocks(kvfp8_pool *p, const uint32_t *ids, const k
         if (ids[j] < p->num_blocks && !p->blocks[ids[j]].cached) p->blocks[ids[j]].dprev = 0;
     if (st != KVFP8_OK) return st;
     /* Register in order, the table slots of a batch requested ahead of use. */
-    uint64_t kh[POOL_BATCH];
+    uint32_t kh[POOL_BATCH];
     for (size_t i0 = 0; i0 < n; i0 += POOL_BATCH) {
         size_t m = n - i0 < POOL_BATCH ? n - i0 : POOL_BATCH;
         for (size_t j = 0; j < m; j++) {
-            size_t len = make_key(key, &hashes[i0 + j], group);
-            kh[j] = key_hash(key, len);
-            prefetch(&p->slots[(uint32_t)kh[j] & p->slot_mask]);
+            make_key(&key[j], &hashes[i0 + j], group);
+            kh[j] = key_hash(&key[j]);
+            prefetch(&p->slots[kh[j] & p->slot_mask]);
         }
         for (size_t j = 0; j < m; j++) {
             uint32_t id = ids[i0 + j];
             if (p->blocks[id].cached) continue; /* registered already, same key */
-            size_t len = make_key(key, &hashes[i0 + j], group);
-            insert_key(p, id, key, len, kh[j]);
+            insert_key(p, id, &key[j], kh[j]);
         }
     }
     return KVFP8_OK;
@@ -464,10 +536,9 @@ kvfp8_status kvfp8_pool_cache_blocks(kvfp8_pool *p, const uint32_t *ids, const k
 kvfp8_status kvfp8_pool_lookup(const kvfp8_pool *p, const kvfp8_block_hash *hash, uint32_t group, uint32_t *id) {
     kvfp8_status st = check_hash("lookup", hash);
     if (st != KVFP8_OK) return st;
-    uint8_t key[KVFP8_POOL_KEY_MAX];
-    size_t len = make_key(key, hash, group);
-    uint32_t si = find_slot(p, key, len, key_hash(key, len));
-    uint32_t head = p->slots[si].head;
+    pool_key key;
+    make_key(&key, hash, group);
+    uint32_t head = find_block(p, &key, key_hash(&key));
     *id = head ? head : KVFP8_POOL_NO_BLOCK;
     return KVFP8_OK;
 }
@@ -478,28 +549,27 @@ kvfp8_status kvfp8_pool_lookup_many(const kvfp8_pool *p, const kvfp8_block_hash 
         kvfp8_status st = check_hash("lookup_many", &hashes[i]);
         if (st != KVFP8_OK) return kvfp8_fail(st, "%s (entry %zu)", kvfp8_last_error(), i);
     }
-    uint8_t key[POOL_BATCH][KVFP8_POOL_KEY_MAX];
-    size_t len[POOL_BATCH];
-    uint64_t kh[POOL_BATCH];
+    pool_key key[POOL_BATCH];
+    uint32_t kh[POOL_BATCH];
     uint32_t cand[POOL_BATCH];
     for (size_t i0 = 0; i0 < n; i0 += POOL_BATCH) {
         size_t m = n - i0 < POOL_BATCH ? n - i0 : POOL_BATCH;
         /* Three passes so that the slot loads, then the key loads, overlap. */
         for (size_t j = 0; j < m; j++) {
-            len[j] = make_key(key[j], &hashes[i0 + j], group);
-            kh[j] = key_hash(key[j], len[j]);
-            prefetch(&p->slots[(uint32_t)kh[j] & p->slot_mask]);
+            make_key(&key[j], &hashes[i0 + j], group);
+            kh[j] = key_hash(&key[j]);
+            prefetch(&p->slots[kh[j] & p->slot_mask]);
         }
         for (size_t j = 0; j < m; j++) {
-            uint32_t si = (uint32_t)kh[j] & p->slot_mask;
+            uint32_t si = kh[j] & p->slot_mask;
             while (p->slots[si].head && p->slots[si].khash != kh[j]) si = (si + 1) & p->slot_mask;
             cand[j] = p->slots[si].head;
             if (cand[j]) prefetch(&p->keys[cand[j]]);
         }
         for (size_t j = 0; j < m; j++) {
             uint32_t c = cand[j];
-            if (c && !(p->keys[c].klen == len[j] && memcmp(p->keys[c].key, key[j], len[j]) == 0))
-                c = p->slots[find_slot(p, key[j], len[j], kh[j])].head; /* 64-bit hash collision */
+            if (c && !key_eq(&p->keys[c].k, &key[j]))
+                c = p->slots[find_slot(p, &key[j], kh[j])].head; /* 32-bit hash collision */
             ids[i0 + j] = c ? c : KVFP8_POOL_NO_BLOCK;
         }
     }
@@ -541,7 +611,7 @@ kvfp8_status kvfp8_pool_get_block(const kvfp8_pool *p, uint32_t id, kvfp8_pool_b
     info->in_free_queue = id != KVFP8_POOL_NULL_BLOCK && b->ref == 0;
     if (b->cached) {
         info->cached = 1;
-        split_key(&p->keys[id], &info->hash, &info->group);
+        split_key(&p->keys[id].k, &info->hash, &info->group);
     }
     return KVFP8_OK;
 }
@@ -574,10 +644,17 @@ kvfp8_status kvfp8_pool_check(const kvfp8_pool *p) {
         zero += b->ref == 0;
         if (!b->cached) continue;
         keyed++;
-        const pool_key *k = &p->keys[i];
-        if (k->klen < 5 || k->klen > KVFP8_POOL_KEY_MAX || k->khash != key_hash(k->key, k->klen))
+        const block_key *k = &p->keys[i];
+        kvfp8_block_hash h;
+        uint32_t group;
+        pool_key again;
+        if (k->k.len >= 1 && k->k.len <= KVFP8_HASH_MAX) {
+            split_key(&k->k, &h, &group);
+            make_key(&again, &h, group);
+        }
+        if (k->k.len < 1 || k->k.len > KVFP8_HASH_MAX || !key_eq(&again, &k->k) || k->khash != key_hash(&k->k))
             return kvfp8_fail(KVFP8_ERR_STATE, "pool check: block %u's key is malformed", i);
-        uint32_t si = find_slot(p, k->key, k->klen, k->khash);
+        uint32_t si = find_slot(p, &k->k, k->khash);
         if (p->slots[si].head == 0)
             return kvfp8_fail(KVFP8_ERR_STATE, "pool check: block %u's key is not in the table", i);
         uint32_t c = p->slots[si].head, steps = 0;
@@ -597,13 +674,14 @@ kvfp8_status kvfp8_pool_check(const kvfp8_pool *p) {
         uint32_t prev = 0, c = sl->head;
         for (; c; prev = c, c = p->blocks[c].dnext) {
             if (c >= p->num_blocks || !p->blocks[c].cached || p->keys[c].khash != sl->khash ||
-                p->blocks[c].dprev != prev || ++chained > p->num_cached)
+                !key_eq(&p->keys[c].k, &p->keys[sl->head].k) || (prev && p->blocks[c].dprev != prev) ||
+                ++chained > p->num_cached)
                 return kvfp8_fail(KVFP8_ERR_STATE, "pool check: key chain at slot %u is broken at block %u", si, c);
         }
-        if (sl->tail != prev)
-            return kvfp8_fail(KVFP8_ERR_STATE, "pool check: key slot %u's tail is %u, chain ends at %u", si, sl->tail,
-                              prev);
-        if (find_slot(p, p->keys[sl->head].key, p->keys[sl->head].klen, sl->khash) != si)
+        if (p->blocks[sl->head].dprev != prev)
+            return kvfp8_fail(KVFP8_ERR_STATE, "pool check: key slot %u's last block is %u, chain ends at %u", si,
+                              p->blocks[sl->head].dprev, prev);
+        if (find_slot(p, &p->keys[sl->head].k, sl->khash) != si)
             return kvfp8_fail(KVFP8_ERR_STATE, "pool check: key slot %u is unreachable by probing", si);
     }
     if (chained != p->num_cached)
