@@ -13,7 +13,14 @@
  * the median shows how much they cost.
  *
  * Usage: bench_hash [--tsv]   (--tsv: "algo<TAB>block_size<TAB>best<TAB>median" lines
- * in tokens per second, which bench/run_hash.sh joins with bench/hash_python.py's). */
+ * in tokens per second, which bench/run_hash.sh joins with bench/hash_python.py's)
+ *        bench_hash --sha256-backend   (which OpenSSL entry point this build uses)
+ *        bench_hash --sha256-floor     (the SHA-256 compressions alone for the `sha256`
+ * blocks at block size 16: OpenSSL's SHA256_Transform, one 64-byte compression per
+ * call, times the mean number of compressions of those blocks' pickles; no hashing of
+ * a chain can be faster than this on this machine). */
+#define OPENSSL_SUPPRESS_DEPRECATED /* SHA256_Transform: the compression alone */
+#include <openssl/sha.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,15 +67,75 @@ static void verify(kvfp8_hash_algo algo, size_t bs, const int64_t *tok, const kv
     }
 }
 
+static void draw_tokens(int64_t *tok, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        tok[i] = (int64_t)(splitmix64() % VOCAB);
+}
+
+/* The compressions alone: mean SHA-256 compressions per block of the bench's
+ * `sha256` chain at block size 16 (message length + 9 bytes of padding, in 64-byte
+ * blocks) times the fastest time of one compression. */
+static int sha256_floor(void) {
+    const size_t bs = 16;
+    int64_t *tok = malloc(sizeof *tok * NBLOCKS * bs);
+    if (!tok)
+        return 1;
+    draw_tokens(tok, NBLOCKS * bs);
+    kvfp8_block_hash parent;
+    kvfp8_hash_none_from_seed(KVFP8_HASH_SHA256, "0", 1, &parent);
+    kvfp8_buf buf = {0};
+    double compressions = 0;
+    for (size_t b = 0; b < NBLOCKS; b++) {
+        kvfp8_obj items[3] = {kvfp8_obj_bytes(parent.bytes, parent.len), kvfp8_obj_ints(tok + b * bs, bs),
+                              kvfp8_obj_none()};
+        kvfp8_obj tuple = kvfp8_obj_tuple(items, 3);
+        buf.len = 0;
+        if (kvfp8_pickle_dumps(&tuple, &buf) != KVFP8_OK ||
+            kvfp8_hash_digest(KVFP8_HASH_SHA256, buf.data, buf.len, &parent) != KVFP8_OK) {
+            fprintf(stderr, "bench_hash: %s\n", kvfp8_last_error());
+            return 1;
+        }
+        compressions += (double)((buf.len + 9 + 63) / 64);
+    }
+    compressions /= NBLOCKS;
+    kvfp8_buf_free(&buf);
+    free(tok);
+    unsigned char block[64] = {1};
+    SHA256_CTX c;
+    SHA256_Init(&c);
+    double t[PASSES];
+    const int reps = 200000;
+    for (int p = 0; p < PASSES; p++) {
+        double t0 = now_s();
+        for (int r = 0; r < reps; r++) {
+            block[0] = (unsigned char)c.h[0]; /* a chain, as in hashing: no overlap between calls */
+            SHA256_Transform(&c, block);
+        }
+        t[p] = (now_s() - t0) / reps;
+    }
+    qsort(t, PASSES, sizeof t[0], cmp_double);
+    printf("SHA-256 compression (OpenSSL SHA256_Transform, chained): %.1f ns (fastest pass), %.1f ns (median)\n"
+           "sha256 blocks at block size 16: %.3f compressions each on average\n"
+           "floor: %.1f ns per block = %.1f M tokens/s at most\n",
+           t[0] * 1e9, t[PASSES / 2] * 1e9, compressions, compressions * t[0] * 1e9,
+           (double)bs / (compressions * t[0]) / 1e6);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "--sha256-backend")) {
+        puts(kvfp8_hash_sha256_backend());
+        return 0;
+    }
+    if (argc > 1 && !strcmp(argv[1], "--sha256-floor"))
+        return sha256_floor();
     int tsv = argc > 1 && !strcmp(argv[1], "--tsv");
     static const size_t sizes[2] = {16, 32};
     int64_t *tok = malloc(NBLOCKS * 32 * sizeof *tok);
     kvfp8_block_hash *out = malloc(NBLOCKS * sizeof *out);
     if (!tok || !out)
         return 1;
-    for (size_t i = 0; i < NBLOCKS * 32; i++)
-        tok[i] = (int64_t)(splitmix64() % VOCAB);
+    draw_tokens(tok, NBLOCKS * 32); /* the same first tokens as --sha256-floor's */
     if (!tsv) {
         char model[128] = "unknown";
         FILE *f = fopen("/proc/cpuinfo", "r");
@@ -85,8 +152,8 @@ int main(int argc, char **argv) {
         if (f)
             fclose(f);
         printf("Block hashing, one core (%s), %u-block chains, tokens uniform in [0, %u), "
-               "%d passes, thread CPU time\n\n",
-               model, NBLOCKS, VOCAB, PASSES);
+               "%d passes, thread CPU time; SHA-256 via %s\n\n",
+               model, NBLOCKS, VOCAB, PASSES, kvfp8_hash_sha256_backend());
         printf("| algorithm | block size | M tokens/s (best) | M tokens/s (median) | ns/block (best) |\n"
                "|---|---|---|---|---|\n");
     }

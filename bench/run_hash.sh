@@ -17,6 +17,7 @@ echo "# Block hashing throughput, $(date -u +%Y-%m-%d)"
 echo
 echo "Machine: ${model:-unknown} ($(nproc) CPUs), load average at start: $(cut -d' ' -f1-3 /proc/loadavg)."
 echo "Compiler: $(${CC:-cc} --version | head -n 1); Python $("$py" -c 'import sys; print(sys.version.split()[0])')."
+echo "SHA-256: OpenSSL libcrypto through $("$build/bench/bench_hash" --sha256-backend)."
 echo "One core each, thread CPU time; 4096-block chains from NONE_HASH = H(\"0\"), no extra keys, tokens"
 echo "uniform over a 152064-token vocabulary (the same tokens on both sides).  Fastest pass (31 for kvfp8,"
 echo "7 for Python) and, in brackets, the median pass: on a shared machine the fastest pass is the one"
@@ -40,3 +41,15 @@ awk -F'\t' '
         }
         printf "| %s | %d | %.1f (%.1f) | %.2f (%.2f) | %.0fx | %s |\n", $1, $2, $3 / 1e6, $4 / 1e6, py[k] / 1e6, pym[k] / 1e6, r, t
     }' "$p" "$c"
+# The floor under `sha256` at block size 16: SHA-256's compressions alone, measured
+# here, against the time per block that 10x the Python figure of this run allows.
+f=$("$build/bench/bench_hash" --sha256-floor)
+py16=$(awk -F'\t' '$1 == "sha256" && $2 == 16 { print $3 }' "$p")
+echo
+echo "SHA-256 floor (\`bench_hash --sha256-floor\`, this run):"
+echo
+echo "$f" | sed 's/^/    /'
+echo "$f" | awk -v py="$py16" '/^floor:/ { ns = $2 }
+    END { budget = 16 / (10 * py) * 1e9
+          verdict = (ns + 0 > budget) ? "below the floor (unreachable with this SHA-256 on this machine)" : "above the floor"
+          printf "    10x Python at block size 16 allows %.1f ns per block: %s\n", budget, verdict }'

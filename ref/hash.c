@@ -15,7 +15,12 @@
 #include <string.h>
 #include <sys/random.h>
 
+/* The one-message SHA256_* functions are deprecated in OpenSSL 3 (see
+ * digester below); this file uses them on purpose. */
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/evp.h>
+#include <openssl/opensslv.h>
+#include <openssl/sha.h>
 #include <xxhash.h>
 
 #include "serialize.h"
@@ -64,24 +69,50 @@ static int algo_is_sha(kvfp8_hash_algo algo) {
 
 /* ---- digests ------------------------------------------------------------------- */
 
-/* SHA-256 is fetched from the provider once: an implicit fetch on every
- * EVP_DigestInit costs more than hashing a block. */
+/* SHA-256 comes from OpenSSL's libcrypto either way.  A block's message is about
+ * 120 bytes (two or three compressions, ~45 ns each with SHA-NI here), so the
+ * per-message overhead decides throughput: EVP in OpenSSL 3.0 costs ~15 ns more
+ * per message than the one-message SHA256_Init/Update/Final functions, which run
+ * the same SHA-NI block function without the provider dispatch
+ * (bench/results/hash-*.md).  Those functions are deprecated in OpenSSL 3 but
+ * present in every 3.x; where a build lacks them (OPENSSL_NO_DEPRECATED_3_0, or a
+ * future major version) the EVP path below is compiled instead.  The choice is
+ * made at compile time and reported by kvfp8_hash_sha256_backend(). */
+#if !defined(OPENSSL_NO_DEPRECATED_3_0) && OPENSSL_VERSION_MAJOR == 3
+#define KVFP8_SHA256_LOWLEVEL 1
+#else
+#define KVFP8_SHA256_LOWLEVEL 0
+#endif
+
+const char *kvfp8_hash_sha256_backend(void) {
+    return KVFP8_SHA256_LOWLEVEL ? "openssl-sha256-oneshot" : "openssl-evp";
+}
+
+#if !KVFP8_SHA256_LOWLEVEL
+/* Fetched from the provider once: an implicit fetch on every EVP_DigestInit
+ * costs more than hashing a block. */
 static EVP_MD *sha256_md;
 static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
 static void fetch_sha256(void) { sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL); }
+#endif
 
-/* A digest context reused across the blocks of one call.  SHA-256 starts each
- * block from a copy of an initialised context, which OpenSSL 3 does faster than
- * re-initialising one (no provider lookup). */
+/* A digest context reused across the blocks of one call. */
 typedef struct {
     kvfp8_hash_algo algo;
+    int is_sha;
+#if !KVFP8_SHA256_LOWLEVEL
+    /* Each block starts from a copy of an initialised context, which OpenSSL 3
+     * does faster than re-initialising one (no provider lookup). */
     EVP_MD_CTX *ctx, *fresh;
+#endif
 } digester;
 
 static kvfp8_status digester_open(digester *d, kvfp8_hash_algo algo) {
     d->algo = algo;
+    d->is_sha = algo_is_sha(algo);
+#if !KVFP8_SHA256_LOWLEVEL
     d->ctx = d->fresh = NULL;
-    if (!algo_is_sha(algo))
+    if (!d->is_sha)
         return KVFP8_OK;
     pthread_once(&sha256_once, fetch_sha256);
     if (!sha256_md)
@@ -94,23 +125,35 @@ static kvfp8_status digester_open(digester *d, kvfp8_hash_algo algo) {
         d->ctx = d->fresh = NULL;
         return kvfp8_fail(KVFP8_ERR_NOMEM, "OpenSSL SHA-256 context setup failed");
     }
+#endif
     return KVFP8_OK;
 }
 
 static void digester_close(digester *d) {
+#if !KVFP8_SHA256_LOWLEVEL
     EVP_MD_CTX_free(d->ctx);
     EVP_MD_CTX_free(d->fresh);
     d->ctx = d->fresh = NULL;
+#else
+    (void)d;
+#endif
 }
 
 static kvfp8_status digester_run(digester *d, const void *data, size_t len,
                                  kvfp8_block_hash *out) {
-    if (d->ctx) {
+    if (d->is_sha) {
+#if KVFP8_SHA256_LOWLEVEL
+        SHA256_CTX c;
+        if (SHA256_Init(&c) != 1 || SHA256_Update(&c, data, len) != 1 ||
+            SHA256_Final(out->bytes, &c) != 1)
+            return kvfp8_fail(KVFP8_ERR_UNSUPPORTED, "OpenSSL SHA-256 failed");
+#else
         unsigned int n = 0;
         if (EVP_MD_CTX_copy_ex(d->ctx, d->fresh) != 1 ||
             EVP_DigestUpdate(d->ctx, data, len) != 1 ||
             EVP_DigestFinal_ex(d->ctx, out->bytes, &n) != 1 || n != 32)
             return kvfp8_fail(KVFP8_ERR_UNSUPPORTED, "OpenSSL SHA-256 failed");
+#endif
         out->len = 32;
         return KVFP8_OK;
     }

@@ -169,6 +169,11 @@ kvfp8_status kvfp8_hash_serialize(kvfp8_hash_algo algo, const kvfp8_obj *obj,
 kvfp8_status kvfp8_hash_digest(kvfp8_hash_algo algo, const void *data, size_t len,
                                kvfp8_block_hash *out);
 
+/* Which OpenSSL entry point computes SHA-256 in this build: "openssl-sha256-oneshot"
+ * (SHA256_Init/Update/Final, the faster one) or "openssl-evp".  Both are libcrypto;
+ * benchmarks print it so a figure can be traced to the path that produced it. */
+const char *kvfp8_hash_sha256_backend(void);
+
 /* vLLM's hash function applied to a Python object: digest(serialize(obj)). */
 kvfp8_status kvfp8_hash_object(kvfp8_hash_algo algo, const kvfp8_obj *obj,
                                kvfp8_block_hash *out);
