@@ -204,6 +204,6 @@ install: all
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/kvfp8.pc
 
 clean:
-	rm -rf build build-san build-cov build-fuzz
+	rm -rf build build-san build-cov build-fuzz build-evp
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

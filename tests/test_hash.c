@@ -17,6 +17,8 @@
 
 #include "kvfp8/hash.h"
 
+#include <openssl/opensslv.h> /* which SHA-256 entry point to expect */
+
 typedef struct {
     const char *name;
     const char *hex;    /* full bytes, or NULL when stored as length + SHA-256 */
@@ -633,6 +635,18 @@ static void test_utf8(void **state) {
         assert_int_equal(kvfp8_utf8_valid((const uint8_t *)cases[i].s, strlen(cases[i].s)), cases[i].ok);
 }
 
+/* Which OpenSSL entry point computes SHA-256 follows the build: the one-message
+ * SHA256_* functions where OpenSSL still has them, EVP where it was built (or the
+ * build is compiled, as .ci/run does once) without its deprecated API. */
+static void test_sha256_backend(void **state) {
+    (void)state;
+#if defined(OPENSSL_NO_DEPRECATED_3_0) || OPENSSL_VERSION_MAJOR != 3
+    assert_string_equal(kvfp8_hash_sha256_backend(), "openssl-evp");
+#else
+    assert_string_equal(kvfp8_hash_sha256_backend(), "openssl-sha256-oneshot");
+#endif
+}
+
 static void test_uses(void **state) {
     (void)state;
     kvfp8_block_hash h;
@@ -680,6 +694,7 @@ int main(void) {
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_uses),
+        cmocka_unit_test(test_sha256_backend),
     };
     return cmocka_run_group_tests_name("hash", tests, NULL, NULL);
 }
