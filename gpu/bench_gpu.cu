@@ -517,14 +517,14 @@ int main(int argc, char **argv) {
                 if (sl <= L && (L + sl - 1) / sl <= 256 && sl != def) {
                     cfgs.push_back({sl, 0});
                     if (fp8 && sl >= 512)
-                        cfgs.push_back({sl, 12});
+                        cfgs.push_back({sl, 15});
                 }
             // pipeline variants at the default split (the default: the register pipeline,
             // 3 CTAs per multiprocessor): FP8's shared-memory rings of 2, 3, 4 or 6
             // one-chunk stages and of 2, 3 or 4 two-chunk stages (32-token steps), the
             // register pipeline at 2 CTAs per multiprocessor; BF16's 2-deep registers
             if (fp8)
-                for (int nb : {2, 3, 4, 6, 7, 12, 13, 14})
+                for (int nb : {2, 3, 4, 6, 7, 12, 13, 14, 15, 16})
                     cfgs.push_back({def, nb});
             else
                 cfgs.push_back({def, 2});
@@ -538,7 +538,9 @@ int main(int argc, char **argv) {
                 char cfg[64];
                 const int nb = cfgs[c].second;
                 char depth[48] = "";
-                if (fp8 && nb >= 12)
+                if (fp8 && nb >= 15)
+                    snprintf(depth, sizeof depth, ", 32-token steps in registers, %d deep", nb - 14);
+                else if (fp8 && nb >= 12)
                     snprintf(depth, sizeof depth, ", 32-token steps, ring of %d", nb - 10);
                 else if (fp8 && nb == 7)
                     snprintf(depth, sizeof depth, ", register pipeline, 2 CTAs/SM");

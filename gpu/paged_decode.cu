@@ -654,6 +654,40 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) decode_mma_kernel(const __g
         }
         cp_async_wait_mem<0>();
         __syncthreads(); // the ring's space becomes the combine's
+    } else if constexpr (NT == 2) {
+        // 32-token steps through registers: both chunks' loads issued together (8 KB
+        // per warp, as one 16-bit chunk), NBUF steps in flight
+        Chunk<D, KIND> buf[NBUF][2];
+        int vbuf[NBUF][2];
+        const int n_steps = (n_my + 1) / 2;
+        auto load_step = [&](int step, Chunk<D, KIND>(&c)[2], int(&v)[2]) {
+#pragma unroll
+            for (int k = 0; k < 2; k++) {
+                const int i = 2 * step + k;
+                if (i < n_my) {
+                    v[k] = len - (c_first + i * kWarps) * 16;
+                    load_chunk<D, KIND>(c[k], kbase, vbase, tok_stride, slot_reg(i), g, t, v[k]);
+                } else {
+                    v[k] = 0;
+                    zero_past_end<D, KIND>(c[k], g, t, 0); // all zeros, all masked
+                }
+            }
+        };
+#pragma unroll
+        for (int b = 0; b < NBUF - 1; b++)
+            if (b < n_steps)
+                load_step(b, buf[b], vbuf[b]);
+        for (int it = 0; it < n_steps; it += NBUF) {
+#pragma unroll
+            for (int b = 0; b < NBUF; b++) {
+                const int step = it + b;
+                if (step < n_steps) {
+                    if (step + NBUF - 1 < n_steps)
+                        load_step(step + NBUF - 1, buf[(b + NBUF - 1) % NBUF], vbuf[(b + NBUF - 1) % NBUF]);
+                    compute_tiles<D, KIND, MT, 2>(st, buf[b], qf, vbuf[b], sc0, sc1, dsk, dsv, g, t);
+                }
+            }
+        }
     } else {
         Chunk<D, KIND> buf[NBUF];
 #pragma unroll
@@ -827,6 +861,9 @@ cudaError_t launch_decode(const DecodeParams &P, dim3 grid, cudaStream_t stream,
             case 12: return launch_decode_kernel<D, KIND, MT, 1, 2, 3, 2>(P, grid, stream);
             case 13: return launch_decode_kernel<D, KIND, MT, 1, 3, 2, 2>(P, grid, stream);
             case 14: return launch_decode_kernel<D, KIND, MT, 1, 4, 1, 2>(P, grid, stream);
+            // 32-token steps through registers: both chunks loaded at once; 1 or 2 steps
+            case 15: return launch_decode_kernel<D, KIND, MT, 1, 0, 3, 2>(P, grid, stream);
+            case 16: return launch_decode_kernel<D, KIND, MT, 2, 0, 2, 2>(P, grid, stream);
             }
         }
         // FP8 bytes per token: half of the 16-bit case, so two chunks fit the registers

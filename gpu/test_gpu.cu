@@ -612,7 +612,7 @@ void test_attention(bool quick) {
     // the shared-memory rings (2, 3, 4, 6 stages; 32-token steps with 2, 3, 4), the
     // register pipeline at 2 CTAs per multiprocessor; odd lengths end mid-chunk and
     // mid-step, split 64 exercises the combine
-    for (int nb : {2, 3, 4, 6, 7, 12, 13, 14})
+    for (int nb : {2, 3, 4, 6, 7, 12, 13, 14, 15, 16})
         for (kvfp8_read_semantics r : {MD, UN}) {
             add("decode pipeline", 1, E4, BF, r, 2, 8, 128, 16, {1, 17, 93, 300, 1000}, {1, 1, 1, 1, 1}, P_MMA,
                 nb % 2 ? 64 : 0);
