@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "gpu_run_info.h"
 #include "kvfp8_kernels.h"
 
 #define CK(call) KVFP8_GPU_CHECK(call)
@@ -310,16 +311,20 @@ int main(int argc, char **argv) {
         }
     }
     const int reps = quick ? 3 : 7;
-    cudaDeviceProp prop;
-    int dev = 0;
-    CK(cudaGetDevice(&dev));
-    CK(cudaGetDeviceProperties(&prop, dev));
-    int drv = 0, rt = 0;
-    cudaDriverGetVersion(&drv);
-    cudaRuntimeGetVersion(&rt);
-    char date[64];
-    const time_t now = time(nullptr);
-    strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime(&now));
+    if (only_b && !((only_b == 1 && only_l == 32768) || (only_b == 8 && only_l == 8192) ||
+                    (only_b == 32 && only_l == 4096) || (only_b == 128 && only_l == 1024))) {
+        fprintf(stderr, "bench_gpu: --decode-only %dx%d: the shapes are 1x32768, 8x8192, 32x4096 and 128x1024\n",
+                only_b, only_l);
+        return 2;
+    }
+    if (!only_b && (contiguous || probe || only_var >= 0)) {
+        fprintf(stderr, "bench_gpu: --contiguous, --probe and --var go with --decode-only BxL\n");
+        return 2;
+    }
+    GpuRunInfo run;
+    if (!gpu_run_info(&run))
+        return 1;
+    const cudaDeviceProp &prop = run.prop;
 
     // ---- copy ceiling ----
     const size_t copy_bytes = (size_t)1 << 30;
@@ -641,8 +646,7 @@ int main(int argc, char **argv) {
 
     // ---- the table ----
     md("# kvfp8 GPU bench (`make bench-gpu`)\n\n");
-    md("%s, %s (sm_%d%d, %d SMs, %.0f MB L2), driver %d, runtime %d%s\n\n", date, prop.name, prop.major, prop.minor,
-       prop.multiProcessorCount, prop.l2CacheSize / 1e6, drv, rt, quick ? ", --quick" : "");
+    md("%s%s\n\n", run.line, quick ? ", --quick" : "");
     md("Device-to-device copy (ceiling, measured in this run): **%.0f GB/s** (bytes read + written, 1 GiB).\n\n",
        copy_gbs);
     md("## Decode: KV-read bandwidth\n\n32 query heads, 8 KV heads, head 128, block 16, bf16 model; GB/s = K and V "

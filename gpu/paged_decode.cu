@@ -480,15 +480,6 @@ __device__ __forceinline__ void compute_tiles(WarpState<D, KIND, MT> &st, const 
     }
 }
 
-template <int D, int KIND, int MT>
-__device__ __forceinline__ void compute_chunk(WarpState<D, KIND, MT> &st, const Chunk<D, KIND> &c,
-                                              const uint32_t (&qf)[D / 16][2], int valid_tokens, float sc0, float sc1,
-                                              float dsk, float dsv, int g, int t) {
-    const Chunk<D, KIND>(&one)[1] = *reinterpret_cast<const Chunk<D, KIND>(*)[1]>(&c);
-    const int valid[1] = {valid_tokens};
-    compute_tiles<D, KIND, MT, 1>(st, one, qf, valid, sc0, sc1, dsk, dsv, g, t);
-}
-
 // The CTA's shared memory after the main loop (the ring, when there is one, is dead
 // by then and shares the space).
 template <int D>
@@ -654,16 +645,16 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) decode_mma_kernel(const __g
         }
         cp_async_wait_mem<0>();
         __syncthreads(); // the ring's space becomes the combine's
-    } else if constexpr (NT == 2) {
-        // 32-token steps through registers: both chunks' loads issued together (8 KB
-        // per warp, as one 16-bit chunk), NBUF steps in flight
-        Chunk<D, KIND> buf[NBUF][2];
-        int vbuf[NBUF][2];
-        const int n_steps = (n_my + 1) / 2;
-        auto load_step = [&](int step, Chunk<D, KIND>(&c)[2], int(&v)[2]) {
+    } else {
+        // Through registers: NBUF steps of NT chunks in flight (NT = 2: 32-token steps,
+        // both chunks' loads issued together, 8 KB per warp as one 16-bit chunk).
+        Chunk<D, KIND> buf[NBUF][NT];
+        int vbuf[NBUF][NT];
+        const int n_steps = (n_my + NT - 1) / NT;
+        auto load_step = [&](int step, Chunk<D, KIND>(&c)[NT], int(&v)[NT]) {
 #pragma unroll
-            for (int k = 0; k < 2; k++) {
-                const int i = 2 * step + k;
+            for (int k = 0; k < NT; k++) {
+                const int i = NT * step + k;
                 if (i < n_my) {
                     v[k] = len - (c_first + i * kWarps) * 16;
                     load_chunk<D, KIND>(c[k], kbase, vbase, tok_stride, slot_reg(i), g, t, v[k]);
@@ -684,31 +675,7 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) decode_mma_kernel(const __g
                 if (step < n_steps) {
                     if (step + NBUF - 1 < n_steps)
                         load_step(step + NBUF - 1, buf[(b + NBUF - 1) % NBUF], vbuf[(b + NBUF - 1) % NBUF]);
-                    compute_tiles<D, KIND, MT, 2>(st, buf[b], qf, vbuf[b], sc0, sc1, dsk, dsv, g, t);
-                }
-            }
-        }
-    } else {
-        Chunk<D, KIND> buf[NBUF];
-#pragma unroll
-        for (int b = 0; b < NBUF - 1; b++)
-            if (b < n_my) {
-                const int tb = (c_first + b * kWarps) * 16;
-                load_chunk<D, KIND>(buf[b], kbase, vbase, tok_stride, slot_reg(b), g, t, len - tb);
-            }
-        for (int it = 0; it < n_my; it += NBUF) {
-#pragma unroll
-            for (int b = 0; b < NBUF; b++) {
-                const int i = it + b;
-                if (i < n_my) {
-                    const int ip = i + NBUF - 1;
-                    if (ip < n_my) {
-                        const int tb = (c_first + ip * kWarps) * 16;
-                        load_chunk<D, KIND>(buf[(b + NBUF - 1) % NBUF], kbase, vbase, tok_stride,
-                                            slot_reg(ip), g, t, len - tb);
-                    }
-                    const int tb = (c_first + i * kWarps) * 16;
-                    compute_chunk<D, KIND, MT>(st, buf[b], qf, len - tb, sc0, sc1, dsk, dsv, g, t);
+                    compute_tiles<D, KIND, MT, NT>(st, buf[b], qf, vbuf[b], sc0, sc1, dsk, dsv, g, t);
                 }
             }
         }

@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "gpu_run_info.h"
 #include "kvfp8_kernels.h"
 
 #define CK(call) KVFP8_GPU_CHECK(call)
@@ -706,18 +707,10 @@ int main(int argc, char **argv) {
         perror(out_path);
         return 2;
     }
-    cudaDeviceProp prop;
-    int dev = 0;
-    CK(cudaGetDevice(&dev));
-    CK(cudaGetDeviceProperties(&prop, dev));
-    int drv = 0, rt = 0;
-    cudaDriverGetVersion(&drv);
-    cudaRuntimeGetVersion(&rt);
-    char date[64];
-    const time_t now = time(nullptr);
-    strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime(&now));
-    say("# kvfp8 GPU kernels vs the reference (test_gpu%s)\n\n%s, %s (sm_%d%d, %d SMs), driver %d, runtime %d\n\n",
-        quick ? " --quick" : "", date, prop.name, prop.major, prop.minor, prop.multiProcessorCount, drv, rt);
+    GpuRunInfo run;
+    if (!gpu_run_info(&run))
+        return 1;
+    say("# kvfp8 GPU kernels vs the reference (test_gpu%s)\n\n%s\n\n", quick ? " --quick" : "", run.line);
     test_encode(quick);
     test_decode();
     test_cache_write(quick);
