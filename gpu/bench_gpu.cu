@@ -227,8 +227,9 @@ __global__ void __launch_bounds__(128) read_probe(const uint8_t *kc, const uint8
         sink[threadIdx.x] = acc;
 }
 
-// The same reads through a cp.async ring of NST 4 KB stages per warp (as the ring
-// decode kernel), consumed by one shared-memory read per piece.
+// The same reads through a cp.async ring of NST 4 KB stages per warp in shared
+// memory, consumed by one shared-memory read per piece (the decode kernel's ring
+// variants, measured slower and removed, staged chunks this way).
 template <int NST>
 __global__ void __launch_bounds__(128) ring_probe(const uint8_t *kc, const uint8_t *vc, const int *btab, int bps,
                                                    int L, uint32_t *sink) {
@@ -522,14 +523,13 @@ int main(int argc, char **argv) {
                 if (sl <= L && (L + sl - 1) / sl <= 256 && sl != def) {
                     cfgs.push_back({sl, 0});
                     if (fp8 && sl >= 512)
-                        cfgs.push_back({sl, 15});
+                        cfgs.push_back({sl, 3});
                 }
-            // pipeline variants at the default split (the default: the register pipeline,
-            // 3 CTAs per multiprocessor): FP8's shared-memory rings of 2, 3, 4 or 6
-            // one-chunk stages and of 2, 3 or 4 two-chunk stages (32-token steps), the
-            // register pipeline at 2 CTAs per multiprocessor; BF16's 2-deep registers
+            // pipeline variants at the default split (launch_decode lists them): FP8's
+            // register pipeline at 2 CTAs per multiprocessor, 32-token steps 1 and 2
+            // deep; BF16's 2-deep registers
             if (fp8)
-                for (int nb : {2, 3, 4, 6, 7, 12, 13, 14, 15, 16})
+                for (int nb : {2, 3, 4})
                     cfgs.push_back({def, nb});
             else
                 cfgs.push_back({def, 2});
@@ -543,16 +543,12 @@ int main(int argc, char **argv) {
                 char cfg[64];
                 const int nb = cfgs[c].second;
                 char depth[48] = "";
-                if (fp8 && nb >= 15)
-                    snprintf(depth, sizeof depth, ", 32-token steps in registers, %d deep", nb - 14);
-                else if (fp8 && nb >= 12)
-                    snprintf(depth, sizeof depth, ", 32-token steps, ring of %d", nb - 10);
-                else if (fp8 && nb == 7)
+                if (fp8 && nb >= 3)
+                    snprintf(depth, sizeof depth, ", 32-token steps, %d deep", nb - 2);
+                else if (fp8 && nb == 2)
                     snprintf(depth, sizeof depth, ", register pipeline, 2 CTAs/SM");
                 else if (!fp8 && nb)
                     snprintf(depth, sizeof depth, ", register pipeline %d deep", nb);
-                else if (nb)
-                    snprintf(depth, sizeof depth, ", ring of %d stages", nb);
                 snprintf(cfg, sizeof cfg, "split %d%s", cfgs[c].first, depth);
                 note("  decode %dx%d %s %-32s %.4f ms  %.0f GB/s\n", B, L,
                      var == 1 ? "fp8 uniform" : var == 2 ? "fp8 model-dtype" : "bf16", cfg, ms,

@@ -13,9 +13,8 @@
 //   folded into the score scale); warps of a CTA combine through shared memory; the
 //   splits of one (sequence, KV head) are combined by the last CTA to finish (a
 //   counter per unit, reset by that CTA).  Each warp keeps the next 16-token chunk's
-//   loads in flight while it computes the current one (the default); variants the
-//   bench sweeps instead stage chunks through a cp.async ring in shared memory, with
-//   16- or 32-token softmax steps (launch_decode lists them and why the default won).
+//   loads in flight while it computes the current one (the default; the variants the
+//   bench sweeps, 32-token softmax steps among them, are listed at launch_decode).
 // attention_generic (CUDA and HIP): one CTA per (query token, query head), float32,
 //   two passes per 128 keys; every read semantics, sliding window, soft cap, every
 //   storage.  Slow on purpose-simple; the backend uses it for what the tensor-core
@@ -248,125 +247,13 @@ __device__ __forceinline__ void load_chunk(Chunk<D, KIND> &c, const uint8_t *kba
     zero_past_end<D, KIND>(c, g, t, valid_tokens);
 }
 
-// ---- the shared-memory ring (FP8 caches) ----
-// FP8 reads half the bytes of BF16 per token, so to keep the same bytes in flight a
-// warp must run twice as many tokens ahead; registers cannot hold that (a 3-deep
-// register pipeline spilled occupancy, bench/results/gpu-kernels-*.md).  cp.async
-// copies each thread's own 16-byte pieces into a per-warp ring of NST stages in
-// shared memory, NST - 1 chunks ahead of the one being computed, without holding
-// registers.  Each thread reads back only what it copied itself, so no barrier is
-// needed between the copy and the read, only cp.async.wait_group; the slots are
-// lane-major (piece j of lane l at (j * 32 + l) * 16), so a warp's accesses to one
-// piece are 512 consecutive bytes, free of bank conflicts.
-template <int D, int KIND>
-struct RingShape {
-    using S = DecodeShape<D, KIND>;
-    enum : int {
-        VP = S::VW >= 4 ? S::VW / 4 : 1,     // V pieces per token per thread
-        VBYTES = S::VW >= 4 ? 16 : S::VW * 4,
-        PIECES = 2 * S::L + 4 * VP,          // per thread per chunk
-        STAGE_BYTES = PIECES * 32 * 16,      // per warp
-    };
-};
-
-__device__ __forceinline__ void cp_async8(void *dst, const void *src) {
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(smem_addr(dst)), "l"(src));
-}
-__device__ __forceinline__ uint4 lds16(const uint8_t *p) {
-    uint4 x;
-    asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(x.x), "=r"(x.y), "=r"(x.z), "=r"(x.w)
-                 : "r"(smem_addr(p)));
-    return x;
-}
-// wait_group as a compiler barrier too: the reads of the stage must not move above it
-template <int N>
-__device__ __forceinline__ void cp_async_wait_mem() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
-
-// Whole-line copies for 128-byte token rows (FP8, head 128): a quarter-warp copies
-// one token's row, so each copy instruction asks L2 for 4 whole lines instead of 8
-// half lines; each 16-byte piece lands in the slot of the lane that will read it, so
-// the read side is unchanged (but lanes now read what other lanes copied: the ring
-// loop adds __syncwarp around the copies).
-template <int D, int KIND>
-__host__ __device__ constexpr bool ring_whole_lines() {
-    return KIND != KV_16BIT && D == 128;
-}
-
-template <int D, int KIND>
-__device__ __forceinline__ void issue_chunk(uint8_t *stage, int lane, const uint8_t *kbase, const uint8_t *vbase,
-                                            size_t tok_stride, size_t slot0, int g, int t) {
-    using S = DecodeShape<D, KIND>;
-    using R = RingShape<D, KIND>;
-    if constexpr (ring_whole_lines<D, KIND>()) {
-        const int c = lane & 7; // this lane's 16-byte piece of the row
-#pragma unroll
-        for (int q = 0; q < 4; q++) {
-            const int r = q * 4 + (lane >> 3); // token of the chunk
-            // K: token r, piece c is read by lane (r & 7) * 4 + (c & 3) as its piece (r >> 3) * 2 + (c >> 2)
-            const int jk = (r >> 3) * S::L + (c >> 2), lk = (r & 7) * 4 + (c & 3);
-            cp_async16(stage + (jk * 32 + lk) * 16, kbase + (slot0 + (size_t)r) * tok_stride + c * 16, 16);
-            // V: token r, piece c is read by lane c * 4 + ((r & 7) >> 1) as its V piece (r & 1) + (r >> 3) * 2
-            const int jv = 2 * S::L + (r & 1) + (r >> 3) * 2, lv = c * 4 + ((r & 7) >> 1);
-            cp_async16(stage + (jv * 32 + lv) * 16, vbase + (slot0 + (size_t)r) * tok_stride + c * 16, 16);
-        }
-        return;
-    }
-    int j = 0;
-#pragma unroll
-    for (int i = 0; i < 2; i++) {
-        const uint8_t *p = kbase + (slot0 + (size_t)(g + 8 * i)) * tok_stride + (size_t)t * 16;
-#pragma unroll
-        for (int l = 0; l < S::L; l++, j++)
-            cp_async16(stage + (j * 32 + lane) * 16, p + l * 64, 16);
-    }
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        const int T = 2 * t + (i & 1) + (i >> 1) * 8;
-        const uint8_t *p = vbase + (slot0 + (size_t)T) * tok_stride + (size_t)g * (S::VW * 4);
-#pragma unroll
-        for (int u = 0; u < R::VP; u++, j++) {
-            if (R::VBYTES == 16)
-                cp_async16(stage + (j * 32 + lane) * 16, p + 16 * u, 16);
-            else
-                cp_async8(stage + (j * 32 + lane) * 16, p);
-        }
-    }
-}
-
-template <int D, int KIND>
-__device__ __forceinline__ void read_chunk(Chunk<D, KIND> &c, const uint8_t *stage, int lane, int g, int t,
-                                           int valid_tokens) {
-    using S = DecodeShape<D, KIND>;
-    using R = RingShape<D, KIND>;
-    int j = 0;
-#pragma unroll
-    for (int i = 0; i < 2; i++)
-#pragma unroll
-        for (int l = 0; l < S::L; l++, j++) {
-            const uint4 x = lds16(stage + (j * 32 + lane) * 16);
-            c.k[i][4 * l] = x.x, c.k[i][4 * l + 1] = x.y, c.k[i][4 * l + 2] = x.z, c.k[i][4 * l + 3] = x.w;
-        }
-#pragma unroll
-    for (int i = 0; i < 4; i++)
-#pragma unroll
-        for (int u = 0; u < R::VP; u++, j++) {
-            const uint4 x = lds16(stage + (j * 32 + lane) * 16);
-            if (R::VBYTES == 16)
-                c.v[i][4 * u] = x.x, c.v[i][4 * u + 1] = x.y, c.v[i][4 * u + 2] = x.z, c.v[i][4 * u + 3] = x.w;
-            else
-                c.v[i][0] = x.x, c.v[i][1] = x.y;
-        }
-    zero_past_end<D, KIND>(c, g, t, valid_tokens);
-}
-
 template <int D, int KIND, int MT>
 struct WarpState {
     float o[D / 16][4];
     float m0, m1, l0, l1;
 };
 
-// One online-softmax step over NT 16-token tiles (NT = 2 for FP8 in the ring: the
+// One online-softmax step over NT 16-token tiles (NT = 2, a bench variant: the
 // step's fixed costs, the max and sum reductions, the rescale of O and their
 // latency, are paid once per 32 tokens, and the tiles' MMA chains interleave).
 template <int D, int KIND, int MT, int NT>
@@ -480,8 +367,7 @@ __device__ __forceinline__ void compute_tiles(WarpState<D, KIND, MT> &st, const 
     }
 }
 
-// The CTA's shared memory after the main loop (the ring, when there is one, is dead
-// by then and shares the space).
+// The CTA's shared memory: the warps' partial results and the split combine.
 template <int D>
 struct DecodeSmem {
     float o[kWarps][8][D];
@@ -491,22 +377,13 @@ struct DecodeSmem {
     int last;
 };
 
-extern __shared__ uint4 decode_dyn_smem[];
-
-template <int D, int KIND, int NST, int NT>
-constexpr size_t decode_smem_bytes() {
-    const size_t ring = NST > 0 ? (size_t)kWarps * NST * NT * RingShape<D, KIND>::STAGE_BYTES : 0;
-    return ring > sizeof(DecodeSmem<D>) ? ring : sizeof(DecodeSmem<D>);
-}
-
-// NBUF: register pipeline depth (NST == 0); NST > 0: the shared-memory ring of NST
-// stages instead, each of NT 16-token chunks computed in one softmax step.  MINB:
-// CTAs per multiprocessor the register allocation must allow.
-template <int D, int KIND, int MT, int NBUF, int NST, int MINB, int NT>
+// NBUF: steps in flight per warp; NT: 16-token chunks per step (one online-softmax
+// update); MINB: CTAs per multiprocessor the register allocation must allow.
+template <int D, int KIND, int MT, int NBUF, int MINB, int NT>
 __global__ void __launch_bounds__(kWarps * 32, MINB) decode_mma_kernel(const __grid_constant__ DecodeParams P) {
     using S = DecodeShape<D, KIND>;
     constexpr float PSCALE = MT != 0 ? 4096.0f : 1.0f;
-    DecodeSmem<D> &sm = *reinterpret_cast<DecodeSmem<D> *>(decode_dyn_smem);
+    __shared__ DecodeSmem<D> sm;
     auto &sm_o = sm.o;
     auto &sm_m = sm.m;
     auto &sm_l = sm.l;
@@ -587,9 +464,9 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) decode_mma_kernel(const __g
 
     // Block-table entries of the next 32 chunks, one per lane, fetched by shuffle: a
     // global load per chunk puts its latency in front of the chunk's loads.  Measured
-    // (bench/results/gpu-kernels-*.md): a gain for the ring and for 16-bit caches
-    // (BF16 decode 94% -> 97.5% of copy), a 7% loss for FP8 through registers, which
-    // therefore reads the table directly.
+    // (bench/results/gpu-kernels-*.md): a gain for 16-bit caches (BF16 decode 94% ->
+    // 97.5% of copy), a 7% loss for FP8, which therefore reads the table directly (the
+    // compiler hoists those loads ahead on its own).
     auto slot_direct = [&](int i) {
         const int tb = (c_first + i * kWarps) * 16;
         return (size_t)btab[tb / bs] * bs + tb % bs;
@@ -606,48 +483,9 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) decode_mma_kernel(const __g
         return (size_t)block * bs + tb % bs;
     };
     auto slot_reg = [&](int i) { return KIND == KV_16BIT ? slot_of(i) : slot_direct(i); };
-    if constexpr (NST > 0) {
-        constexpr int SB = NT * RingShape<D, KIND>::STAGE_BYTES; // one stage: NT chunks
-        uint8_t *ring = reinterpret_cast<uint8_t *>(decode_dyn_smem) + (size_t)warp * NST * SB;
-        auto stage = [&](int step) { return ring + (step % NST) * SB; };
-        const int n_steps = (n_my + NT - 1) / NT;
-        auto issue_step = [&](int step) {
-#pragma unroll
-            for (int k = 0; k < NT; k++)
-                if (step * NT + k < n_my)
-                    issue_chunk<D, KIND>(stage(step) + k * RingShape<D, KIND>::STAGE_BYTES, lane, kbase, vbase,
-                                         tok_stride, slot_of(step * NT + k), g, t);
-        };
-#pragma unroll
-        for (int b = 0; b < NST - 1; b++) {
-            if (b < n_steps)
-                issue_step(b);
-            cp_async_commit(); // empty groups too: the wait below counts groups
-        }
-        for (int step = 0; step < n_steps; step++) {
-            if constexpr (ring_whole_lines<D, KIND>())
-                __syncwarp(); // every lane has read the stage about to be refilled
-            if (step + NST - 1 < n_steps) // into the stage the previous step was read from
-                issue_step(step + NST - 1);
-            cp_async_commit();
-            cp_async_wait_mem<NST - 1>(); // this step's chunks have landed
-            if constexpr (ring_whole_lines<D, KIND>())
-                __syncwarp(); // ... including the pieces other lanes copied
-            Chunk<D, KIND> c[NT];
-            int valid[NT];
-#pragma unroll
-            for (int k = 0; k < NT; k++) {
-                const int i = step * NT + k;
-                valid[k] = i < n_my ? len - (c_first + i * kWarps) * 16 : 0; // 0: all zeros, all masked
-                read_chunk<D, KIND>(c[k], stage(step) + k * RingShape<D, KIND>::STAGE_BYTES, lane, g, t, valid[k]);
-            }
-            compute_tiles<D, KIND, MT, NT>(st, c, qf, valid, sc0, sc1, dsk, dsv, g, t);
-        }
-        cp_async_wait_mem<0>();
-        __syncthreads(); // the ring's space becomes the combine's
-    } else {
-        // Through registers: NBUF steps of NT chunks in flight (NT = 2: 32-token steps,
-        // both chunks' loads issued together, 8 KB per warp as one 16-bit chunk).
+    {
+        // NBUF steps of NT chunks in flight in registers (NT = 2: 32-token steps, both
+        // chunks' loads issued together, 8 KB per warp as one 16-bit chunk).
         Chunk<D, KIND> buf[NBUF][NT];
         int vbuf[NBUF][NT];
         const int n_steps = (n_my + NT - 1) / NT;
@@ -784,59 +622,40 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) decode_mma_kernel(const __g
         P.ws_cnt[unit] = 0; // ready for the next launch
 }
 
-template <int D, int KIND, int MT, int NBUF, int NST, int MINB, int NT = 1>
+template <int D, int KIND, int MT, int NBUF, int MINB, int NT = 1>
 cudaError_t launch_decode_kernel(const DecodeParams &P, dim3 grid, cudaStream_t stream) {
-    constexpr size_t smem = decode_smem_bytes<D, KIND, NST, NT>();
-    auto *kernel = decode_mma_kernel<D, KIND, MT, NBUF, NST, MINB, NT>;
-    if (smem > 48 * 1024) {
-        static bool opted_in = false; // once per instantiation (a host-side call per launch costs)
-        if (!opted_in) {
-            const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-            if (e != cudaSuccess)
-                return e;
-            opted_in = true;
-        }
-    }
-    kernel<<<grid, kWarps * 32, smem, stream>>>(P);
+    decode_mma_kernel<D, KIND, MT, NBUF, MINB, NT><<<grid, kWarps * 32, 0, stream>>>(P);
     return cudaGetLastError();
 }
 
 // The pipeline of each case, as measured on the H200 (bench/results/gpu-kernels-*.md):
-// every variant reaches about the same FP8 bandwidth within 10%, the register pipeline
-// (the next chunk's loads in flight while the current one is computed, 3 CTAs per
-// multiprocessor) most often first, so it is the default for both kinds.  The
-// shared-memory rings (nbuf 2/3/4/6: stages of one 16-token chunk; 12/13/14: stages
-// of two chunks computed in one 32-token softmax step) stay for the bench's sweep at
-// the bench's shape, and gpu/test_gpu checks each of them.
+// the next step's loads in registers while the current one is computed.  The variants
+// (nbuf) stay for the bench's sweep at the bench's shape, and gpu/test_gpu checks each;
+// they are within a few percent of the default, none better at every shape.  Rings of
+// cp.async stages in shared memory (2-6 stages, 16- or 32-token steps, whole-line
+// copies) were measured 10-15% slower at every shape and were removed after that run
+// (their code: git history of this file, commit 629e53f).
 template <int D, int KIND, int MT>
 cudaError_t launch_decode(const DecodeParams &P, dim3 grid, cudaStream_t stream, int nbuf) {
     if constexpr (KIND == KV_16BIT) {
         if constexpr (D == 128 && MT == 0) {
-            if (nbuf == 2)
-                return launch_decode_kernel<D, KIND, MT, 2, 0, 1>(P, grid, stream);
+            if (nbuf == 2) // 2 chunks deep
+                return launch_decode_kernel<D, KIND, MT, 2, 1>(P, grid, stream);
         }
         constexpr int NBUF = D * 2 <= 128 ? 2 : 1; // chunks in flight per warp
-        return launch_decode_kernel<D, KIND, MT, NBUF, 0, 1>(P, grid, stream);
+        return launch_decode_kernel<D, KIND, MT, NBUF, 1>(P, grid, stream);
     } else {
         if constexpr (D == 128 && MT != 1 && KIND == KV_E4M3) {
             switch (nbuf) {
-            case 2: return launch_decode_kernel<D, KIND, MT, 1, 2, 4>(P, grid, stream);
-            case 3: return launch_decode_kernel<D, KIND, MT, 1, 3, 4>(P, grid, stream);
-            case 4: return launch_decode_kernel<D, KIND, MT, 1, 4, 3>(P, grid, stream);
-            case 6: return launch_decode_kernel<D, KIND, MT, 1, 6, 2>(P, grid, stream);
-            case 7: return launch_decode_kernel<D, KIND, MT, 2, 0, 1>(P, grid, stream); // registers uncapped
-            case 12: return launch_decode_kernel<D, KIND, MT, 1, 2, 3, 2>(P, grid, stream);
-            case 13: return launch_decode_kernel<D, KIND, MT, 1, 3, 2, 2>(P, grid, stream);
-            case 14: return launch_decode_kernel<D, KIND, MT, 1, 4, 1, 2>(P, grid, stream);
-            // 32-token steps through registers: both chunks loaded at once; 1 or 2 steps
-            case 15: return launch_decode_kernel<D, KIND, MT, 1, 0, 3, 2>(P, grid, stream);
-            case 16: return launch_decode_kernel<D, KIND, MT, 2, 0, 2, 2>(P, grid, stream);
+            case 2: return launch_decode_kernel<D, KIND, MT, 2, 1>(P, grid, stream);    // registers uncapped: 2 CTAs/SM
+            case 3: return launch_decode_kernel<D, KIND, MT, 1, 3, 2>(P, grid, stream); // 32-token steps, 1 deep
+            case 4: return launch_decode_kernel<D, KIND, MT, 2, 2, 2>(P, grid, stream); // 32-token steps, 2 deep
             }
         }
         // FP8 bytes per token: half of the 16-bit case, so two chunks fit the registers
         constexpr int NBUF = D <= 128 ? 2 : 1;
         constexpr int MINB = D <= 128 ? 3 : 1;
-        return launch_decode_kernel<D, KIND, MT, NBUF, 0, MINB>(P, grid, stream);
+        return launch_decode_kernel<D, KIND, MT, NBUF, MINB>(P, grid, stream);
     }
 }
 
