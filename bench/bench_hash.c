@@ -130,6 +130,10 @@ int main(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "--sha256-floor"))
         return sha256_floor();
     int tsv = argc > 1 && !strcmp(argv[1], "--tsv");
+    if (argc > 2 || (argc == 2 && !tsv)) {
+        fprintf(stderr, "usage: bench_hash [--tsv | --sha256-backend | --sha256-floor]\n");
+        return 2;
+    }
     static const size_t sizes[2] = {16, 32};
     int64_t *tok = malloc(NBLOCKS * 32 * sizeof *tok);
     kvfp8_block_hash *out = malloc(NBLOCKS * sizeof *out);
