@@ -519,19 +519,18 @@ int main(int argc, char **argv) {
             }
             const int def = decode_default_split(B, L, kHkv, kHq / kHkv, prop.multiProcessorCount);
             std::vector<std::pair<int, int>> cfgs = {{def, 0}};
-            for (int sl : {128, 256, 512, 1024, 2048, 4096, 8192, 32768})
-                if (sl <= L && (L + sl - 1) / sl <= 256 && sl != def) {
-                    cfgs.push_back({sl, 0});
-                    if (fp8 && sl >= 512)
-                        cfgs.push_back({sl, 3});
+            // FP8: every pipeline variant (gpu/paged_decode.cu, launch_decode) at the
+            // default split and at every split of the sweep from 512 tokens up;
+            // BF16: its 2-deep register pipeline at the default split
+            for (int sl : {def, 128, 256, 512, 1024, 2048, 4096, 8192, 32768})
+                if (sl <= L && (L + sl - 1) / sl <= 256 && (sl != def || cfgs.size() == 1)) {
+                    if (sl != def)
+                        cfgs.push_back({sl, 0});
+                    if (fp8 && (sl >= 512 || sl == def))
+                        for (int nb = 2; decode_variant_name(nb); nb++)
+                            cfgs.push_back({sl, nb});
                 }
-            // pipeline variants at the default split (launch_decode lists them): FP8's
-            // register pipeline at 2 CTAs per multiprocessor, 32-token steps 1 and 2
-            // deep; BF16's 2-deep registers
-            if (fp8)
-                for (int nb : {2, 3, 4})
-                    cfgs.push_back({def, nb});
-            else
+            if (!fp8)
                 cfgs.push_back({def, 2});
             if (var == 2) // model-dtype FP8: the default setting only
                 cfgs.resize(1);
@@ -540,17 +539,15 @@ int main(int argc, char **argv) {
                 // the split counters' place depends on the number of splits: start clean
                 CK(cudaMemset(ws, 0, ws_bytes));
                 const double ms = median_ms([&](int it) { run(cfgs[c].first, cfgs[c].second, it, dout); }, 3, reps);
-                char cfg[64];
+                char cfg[96];
                 const int nb = cfgs[c].second;
-                char depth[48] = "";
-                if (fp8 && nb >= 3)
-                    snprintf(depth, sizeof depth, ", 32-token steps, %d deep", nb - 2);
-                else if (fp8 && nb == 2)
-                    snprintf(depth, sizeof depth, ", register pipeline, 2 CTAs/SM");
+                char depth[64] = "";
+                if (fp8 && nb)
+                    snprintf(depth, sizeof depth, ", v%d %s", nb, decode_variant_name(nb));
                 else if (!fp8 && nb)
                     snprintf(depth, sizeof depth, ", register pipeline %d deep", nb);
                 snprintf(cfg, sizeof cfg, "split %d%s", cfgs[c].first, depth);
-                note("  decode %dx%d %s %-32s %.4f ms  %.0f GB/s\n", B, L,
+                note("  decode %dx%d %s %-56s %.4f ms  %.0f GB/s\n", B, L,
                      var == 1 ? "fp8 uniform" : var == 2 ? "fp8 model-dtype" : "bf16", cfg, ms,
                      kv_bytes / (ms * 1e-3) / 1e9);
                 if (c == 0)

@@ -137,7 +137,9 @@ bool attention_mma_ok(const AttnArgs &a, int prefill, const char **why);
 size_t decode_workspace_bytes(int n_decode, int num_kv_heads, int group, int head_size, int max_splits);
 int decode_default_split(int n_decode, int max_len, int num_kv_heads, int group, int num_sms);
 // nbuf: the pipeline variant, 0 for the default; the others (the bench sweeps them and
-// gpu/test_gpu checks them) are listed at launch_decode in gpu/paged_decode.cu.
+// gpu/test_gpu checks them) are listed at launch_decode in gpu/paged_decode.cu and
+// named by decode_variant_name (nullptr: no such variant; 1..31 may be probed).
+const char *decode_variant_name(int nbuf);
 cudaError_t decode_mma(const AttnArgs &a, const int *seq_ids, int n_decode, int max_len, int split_len,
                        void *workspace, cudaStream_t stream, int nbuf = 0);
 

@@ -165,7 +165,6 @@ cudaError_t attention_generic(const AttnArgs &a, const int *token_seq, const int
 
 namespace {
 
-constexpr int kWarps = 4;
 constexpr int kMaxSplits = 256;
 
 struct DecodeParams {
@@ -216,13 +215,19 @@ __device__ __forceinline__ void zero_past_end(Chunk<D, KIND> &c, int g, int t, i
     }
 }
 
+// One warp's 16-token chunk: lane (g, t) loads the K rows of tokens g and g + 8 (16
+// bytes at t * 16 + 64 l) and the V bytes g * (VW * 4)... of tokens 2t, 2t + 1, 2t + 8,
+// 2t + 9.  One 64-bit product per chunk; the lane offsets are 32-bit (a chunk spans
+// 16 token rows, under 2 MB for every shape the kernels accept).
 template <int D, int KIND>
 __device__ __forceinline__ void load_chunk(Chunk<D, KIND> &c, const uint8_t *kbase, const uint8_t *vbase,
-                                           size_t tok_stride, size_t slot0, int g, int t, int valid_tokens) {
+                                           uint32_t tok_stride, size_t slot0, int g, int t, int valid_tokens) {
     using S = DecodeShape<D, KIND>;
+    const size_t at = slot0 * tok_stride;
+    const uint8_t *kc = kbase + at, *vc = vbase + at;
 #pragma unroll
     for (int i = 0; i < 2; i++) {
-        const uint8_t *p = kbase + (slot0 + (size_t)(g + 8 * i)) * tok_stride + (size_t)t * 16;
+        const uint8_t *p = kc + ((uint32_t)(g + 8 * i) * tok_stride + (uint32_t)t * 16);
 #pragma unroll
         for (int l = 0; l < S::L; l++) {
             const uint4 x = ldg16(p + l * 64);
@@ -232,7 +237,7 @@ __device__ __forceinline__ void load_chunk(Chunk<D, KIND> &c, const uint8_t *kba
 #pragma unroll
     for (int i = 0; i < 4; i++) {
         const int T = 2 * t + (i & 1) + (i >> 1) * 8;
-        const uint8_t *p = vbase + (slot0 + (size_t)T) * tok_stride + (size_t)g * (S::VW * 4);
+        const uint8_t *p = vc + ((uint32_t)T * tok_stride + (uint32_t)g * (S::VW * 4));
         if (S::VW >= 4) {
 #pragma unroll
             for (int u = 0; u < S::VW / 4; u++) {
@@ -252,6 +257,69 @@ struct WarpState {
     float o[D / 16][4];
     float m0, m1, l0, l1;
 };
+
+// K step kk of a chunk as MT pairs: lo0/hi0 from token g's word, lo1/hi1 from token
+// g + 8's (the A fragment of S^T = K Q^T, or the B fragments of S = Q K^T).
+template <int D, int KIND, int MT>
+__device__ __forceinline__ void k_pairs(const Chunk<D, KIND> &c, int kk, float dsk, uint32_t &lo0, uint32_t &hi0,
+                                        uint32_t &lo1, uint32_t &hi1) {
+    if (KIND == KV_16BIT) {
+        lo0 = c.k[0][2 * kk], hi0 = c.k[0][2 * kk + 1], lo1 = c.k[1][2 * kk], hi1 = c.k[1][2 * kk + 1];
+    } else if (MT == 2) { // exact E4M3 values, scales folded
+        e4m3x4_to_f16x2x2_exact(c.k[0][kk], lo0, hi0);
+        e4m3x4_to_f16x2x2_exact(c.k[1][kk], lo1, hi1);
+    } else {
+        const uint32_t w0 = c.k[0][kk], w1 = c.k[1][kk];
+        lo0 = fp8x2_to_mt<KIND, MT>(w0 & 0xFFFF, dsk), hi0 = fp8x2_to_mt<KIND, MT>(w0 >> 16, dsk);
+        lo1 = fp8x2_to_mt<KIND, MT>(w1 & 0xFFFF, dsk), hi1 = fp8x2_to_mt<KIND, MT>(w1 >> 16, dsk);
+    }
+}
+
+// O^T += V^T P^T for one chunk: m-tile i holds dims g * (D / 8) + 2i (rows g) and + 1
+// (rows g + 8); V^T's fragments are the chunk's V bytes transposed with PRMT; P^T is
+// given as hi + lo B fragments (tokens 2t, 2t + 1 in b0, 2t + 8, 2t + 9 in b1).
+template <int D, int KIND, int MT>
+__device__ __forceinline__ void pv_chunk(float (&o)[D / 16][4], const Chunk<D, KIND> &c, float dsv, uint32_t bh0,
+                                         uint32_t bh1, uint32_t bl0, uint32_t bl1) {
+    using S = DecodeShape<D, KIND>;
+#pragma unroll
+    for (int i = 0; i < S::KS; i++) {
+        uint32_t a0, a1, a2, a3;
+        if (KIND == KV_16BIT) {
+            a0 = __byte_perm(c.v[0][i], c.v[1][i], 0x5410), a1 = __byte_perm(c.v[0][i], c.v[1][i], 0x7632);
+            a2 = __byte_perm(c.v[2][i], c.v[3][i], 0x5410), a3 = __byte_perm(c.v[2][i], c.v[3][i], 0x7632);
+        } else {
+            const uint32_t sel2 = (i & 1) ? 0x7362u : 0x5140u;
+            const uint32_t u01 = __byte_perm(c.v[0][i >> 1], c.v[1][i >> 1], sel2);
+            const uint32_t u23 = __byte_perm(c.v[2][i >> 1], c.v[3][i >> 1], sel2);
+            if (MT == 2) {
+                e4m3x4_to_f16x2x2_exact(u01, a0, a1);
+                e4m3x4_to_f16x2x2_exact(u23, a2, a3);
+            } else {
+                a0 = fp8x2_to_mt<KIND, MT>(u01 & 0xFFFF, dsv), a1 = fp8x2_to_mt<KIND, MT>(u01 >> 16, dsv);
+                a2 = fp8x2_to_mt<KIND, MT>(u23 & 0xFFFF, dsv), a3 = fp8x2_to_mt<KIND, MT>(u23 >> 16, dsv);
+            }
+        }
+        mma16816<MT>(o[i], a0, a1, a2, a3, bh0, bh1);
+        mma16816<MT>(o[i], a0, a1, a2, a3, bl0, bl1);
+    }
+}
+
+// P = hi + lo in MT (hi = round(P), lo = round(P - hi)): P.V at float32-level accuracy.
+template <int MT>
+__device__ __forceinline__ void split_p(float p0, float p1, uint32_t &hi, uint32_t &lo) {
+    hi = pack2<MT>(p0, p1);
+    const float2 h = unpack2<MT>(hi);
+    lo = pack2<MT>(p0 - h.x, p1 - h.y);
+}
+
+// 2^x on the MUFU unit; inputs below -126 give 0 (probabilities that small are below
+// float32 resolution of the sum they join), -inf gives 0.
+__device__ __forceinline__ float ex2_ftz(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
 
 // One online-softmax step over NT 16-token tiles (NT = 2, a bench variant: the
 // step's fixed costs, the max and sum reductions, the rescale of O and their
@@ -274,16 +342,7 @@ __device__ __forceinline__ void compute_tiles(WarpState<D, KIND, MT> &st, const 
 #pragma unroll
         for (int n = 0; n < NT; n++) {
             uint32_t a0, a1, a2, a3;
-            if (KIND == KV_16BIT) {
-                a0 = c[n].k[0][2 * kk], a2 = c[n].k[0][2 * kk + 1], a1 = c[n].k[1][2 * kk], a3 = c[n].k[1][2 * kk + 1];
-            } else if (MT == 2) { // exact E4M3 values, scales folded
-                e4m3x4_to_f16x2x2_exact(c[n].k[0][kk], a0, a2);
-                e4m3x4_to_f16x2x2_exact(c[n].k[1][kk], a1, a3);
-            } else {
-                const uint32_t w0 = c[n].k[0][kk], w1 = c[n].k[1][kk];
-                a0 = fp8x2_to_mt<KIND, MT>(w0 & 0xFFFF, dsk), a2 = fp8x2_to_mt<KIND, MT>(w0 >> 16, dsk);
-                a1 = fp8x2_to_mt<KIND, MT>(w1 & 0xFFFF, dsk), a3 = fp8x2_to_mt<KIND, MT>(w1 >> 16, dsk);
-            }
+            k_pairs<D, KIND, MT>(c[n], kk, dsk, a0, a2, a1, a3);
             mma16816<MT>((kk & 1) ? s_odd[n] : s[n], a0, a1, a2, a3, qf[kk][0], qf[kk][1]);
         }
     }
@@ -330,11 +389,9 @@ __device__ __forceinline__ void compute_tiles(WarpState<D, KIND, MT> &st, const 
 #pragma unroll
     for (int n = 0; n < NT; n++) {
         // P = hi + lo in MT; each lane then fetches the P^T fragment it needs
-        const uint32_t hi0 = pack2<MT>(p[n][0] * PSCALE, p[n][1] * PSCALE);
-        const uint32_t hi1 = pack2<MT>(p[n][2] * PSCALE, p[n][3] * PSCALE);
-        const float2 h0 = unpack2<MT>(hi0), h1 = unpack2<MT>(hi1);
-        const uint32_t lo0 = pack2<MT>(p[n][0] * PSCALE - h0.x, p[n][1] * PSCALE - h0.y);
-        const uint32_t lo1 = pack2<MT>(p[n][2] * PSCALE - h1.x, p[n][3] * PSCALE - h1.y);
+        uint32_t hi0, lo0, hi1, lo1;
+        split_p<MT>(p[n][0] * PSCALE, p[n][1] * PSCALE, hi0, lo0);
+        split_p<MT>(p[n][2] * PSCALE, p[n][3] * PSCALE, hi1, lo1);
         const uint32_t bh0 =
             __byte_perm(__shfl_sync(0xffffffffu, hi0, srcA), __shfl_sync(0xffffffffu, hi0, srcB), sel);
         const uint32_t bh1 =
@@ -343,35 +400,103 @@ __device__ __forceinline__ void compute_tiles(WarpState<D, KIND, MT> &st, const 
             __byte_perm(__shfl_sync(0xffffffffu, lo0, srcA), __shfl_sync(0xffffffffu, lo0, srcB), sel);
         const uint32_t bl1 =
             __byte_perm(__shfl_sync(0xffffffffu, lo1, srcA), __shfl_sync(0xffffffffu, lo1, srcB), sel);
+        pv_chunk<D, KIND, MT>(st.o, c[n], dsv, bh0, bh1, bl0, bl1);
+    }
+}
+
+// The queries-as-A formulation (QA variants): S = Q K^T on two m16n8k16 tiles per 16
+// tokens (rows: the up to 8 query heads, the upper 8 rows zero; columns: tokens g and
+// g + 8 of the chunk, from the same K loads).  Lane (g, t) then holds the scores of
+// query head g for tokens 2t, 2t + 1 (first tile) and 2t + 8, 2t + 9 (second): exactly
+// the B fragment P^T of O^T += V^T P^T, so P stays in its lanes (no shuffles), the
+// maximum over tokens is two shuffles within the quad, and each lane keeps its own
+// share of the sum until the end.  Twice the QK MMAs (the tensor pipe is idle enough).
+template <int D>
+struct WarpStateQA {
+    float o[D / 16][4];
+    float m; // query head g's running maximum (scaled scores, log2 domain)
+    float l; // this lane's share of head g's sum of probabilities (times PSCALE)
+};
+
+template <int D, int KIND, int MT, int NT>
+__device__ __forceinline__ void compute_tiles_qa(WarpStateQA<D> &st, const Chunk<D, KIND> (&c)[NT],
+                                                 const uint32_t (&qf)[D / 16][2], const int (&valid_tokens)[NT],
+                                                 float scg, float dsk, float dsv, int t) {
+    using S = DecodeShape<D, KIND>;
+    constexpr float LOG2_PSCALE = MT != 0 ? 12.0f : 0.0f; // PSCALE = 4096 keeps small f16 probabilities normal
+    // one accumulator per 8-token half: the two halves are already two chains (the
+    // registers go to more warps or chunks in flight)
+    float s[NT][2][4];
 #pragma unroll
-        for (int i = 0; i < S::KS; i++) {
-            uint32_t a0, a1, a2, a3;
-            if (KIND == KV_16BIT) {
-                a0 = __byte_perm(c[n].v[0][i], c[n].v[1][i], 0x5410), a1 = __byte_perm(c[n].v[0][i], c[n].v[1][i], 0x7632);
-                a2 = __byte_perm(c[n].v[2][i], c[n].v[3][i], 0x5410), a3 = __byte_perm(c[n].v[2][i], c[n].v[3][i], 0x7632);
-            } else {
-                const uint32_t sel2 = (i & 1) ? 0x7362u : 0x5140u;
-                const uint32_t u01 = __byte_perm(c[n].v[0][i >> 1], c[n].v[1][i >> 1], sel2);
-                const uint32_t u23 = __byte_perm(c[n].v[2][i >> 1], c[n].v[3][i >> 1], sel2);
-                if (MT == 2) {
-                    e4m3x4_to_f16x2x2_exact(u01, a0, a1);
-                    e4m3x4_to_f16x2x2_exact(u23, a2, a3);
-                } else {
-                    a0 = fp8x2_to_mt<KIND, MT>(u01 & 0xFFFF, dsv), a1 = fp8x2_to_mt<KIND, MT>(u01 >> 16, dsv);
-                    a2 = fp8x2_to_mt<KIND, MT>(u23 & 0xFFFF, dsv), a3 = fp8x2_to_mt<KIND, MT>(u23 >> 16, dsv);
-                }
-            }
-            mma16816<MT>(st.o[i], a0, a1, a2, a3, bh0, bh1);
-            mma16816<MT>(st.o[i], a0, a1, a2, a3, bl0, bl1);
+    for (int n = 0; n < NT; n++)
+#pragma unroll
+        for (int h = 0; h < 2; h++)
+#pragma unroll
+            for (int r = 0; r < 4; r++)
+                s[n][h][r] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < S::KS; kk++) {
+#pragma unroll
+        for (int n = 0; n < NT; n++) {
+            uint32_t lo0, hi0, lo1, hi1;
+            k_pairs<D, KIND, MT>(c[n], kk, dsk, lo0, hi0, lo1, hi1);
+            mma16816<MT>(s[n][0], qf[kk][0], 0u, qf[kk][1], 0u, lo0, hi0);
+            mma16816<MT>(s[n][1], qf[kk][0], 0u, qf[kk][1], 0u, lo1, hi1);
         }
+    }
+    // x[n][h][e]: head g, token 8h + 2t + e of tile n (raw dot products; scg > 0)
+    float x[NT][2][2];
+    float mx = -INFINITY;
+#pragma unroll
+    for (int n = 0; n < NT; n++)
+#pragma unroll
+        for (int h = 0; h < 2; h++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const bool ok = 8 * h + 2 * t + e < valid_tokens[n];
+                x[n][h][e] = ok ? s[n][h][e] : -INFINITY;
+                mx = fmaxf(mx, x[n][h][e]);
+            }
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float mn = fmaxf(st.m, mx * scg); // finite: token 0 of a step is valid
+    const float al = ex2_ftz(st.m - mn);
+    const float mb = LOG2_PSCALE - mn;
+    float p[NT][2][2];
+    float ps = 0.0f;
+#pragma unroll
+    for (int n = 0; n < NT; n++)
+#pragma unroll
+        for (int h = 0; h < 2; h++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                p[n][h][e] = ex2_ftz(fmaf(x[n][h][e], scg, mb));
+                ps += p[n][h][e];
+            }
+    st.l = st.l * al + ps;
+    st.m = mn;
+    // skipped when no maximum moved: the factors are then exactly 1 (no bit changes)
+    if (__any_sync(0xffffffffu, al != 1.0f)) {
+        // O^T's columns are heads 2t and 2t + 1: their factors live in lanes 8t, 8t + 4
+        const float al0 = __shfl_sync(0xffffffffu, al, 8 * t), al1 = __shfl_sync(0xffffffffu, al, 8 * t + 4);
+#pragma unroll
+        for (int i = 0; i < S::KS; i++)
+            st.o[i][0] *= al0, st.o[i][1] *= al1, st.o[i][2] *= al0, st.o[i][3] *= al1;
+    }
+#pragma unroll
+    for (int n = 0; n < NT; n++) {
+        uint32_t hi0, lo0, hi1, lo1;
+        split_p<MT>(p[n][0][0], p[n][0][1], hi0, lo0);
+        split_p<MT>(p[n][1][0], p[n][1][1], hi1, lo1);
+        pv_chunk<D, KIND, MT>(st.o, c[n], dsv, hi0, hi1, lo0, lo1);
     }
 }
 
 // The CTA's shared memory: the warps' partial results and the split combine.
-template <int D>
+template <int D, int W>
 struct DecodeSmem {
-    float o[kWarps][8][D];
-    float m[kWarps][8], l[kWarps][8];
+    float o[W][8][D];
+    float m[W][8], l[W][8];
     float w[8][kMaxSplits];
     float L[8];
     int last;
@@ -379,11 +504,14 @@ struct DecodeSmem {
 
 // NBUF: steps in flight per warp; NT: 16-token chunks per step (one online-softmax
 // update); MINB: CTAs per multiprocessor the register allocation must allow.
-template <int D, int KIND, int MT, int NBUF, int MINB, int NT>
-__global__ void __launch_bounds__(kWarps * 32, MINB) decode_mma_kernel(const __grid_constant__ DecodeParams P) {
+// W: warps per CTA (8: twice the warps per multiprocessor when the grid is small, D <=
+// 128 for the static shared memory); QA: the queries-as-A formulation (compute_tiles_qa).
+template <int D, int KIND, int MT, int NBUF, int MINB, int NT, int W, bool QA>
+__global__ void __launch_bounds__(W * 32, MINB) decode_mma_kernel(const __grid_constant__ DecodeParams P) {
     using S = DecodeShape<D, KIND>;
+    static_assert(W == 4 || (W == 8 && D <= 128), "8-warp CTAs: head size <= 128 (static shared memory)");
     constexpr float PSCALE = MT != 0 ? 4096.0f : 1.0f;
-    __shared__ DecodeSmem<D> sm;
+    __shared__ DecodeSmem<D, W> sm;
     auto &sm_o = sm.o;
     auto &sm_m = sm.m;
     auto &sm_l = sm.l;
@@ -409,7 +537,7 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) decode_mma_kernel(const __g
     const float dsk = (KIND == KV_16BIT || fold) ? 1.0f : ks, dsv = (KIND == KV_16BIT || fold) ? 1.0f : vs;
     const float sc = a.softmax_scale * 1.44269504088896340736f * (fold ? ks : 1.0f);
     const float vfold = fold ? vs : 1.0f;
-    float sc0 = sc, sc1 = sc;
+    float sc0 = sc, sc1 = sc, scg = sc; // scg: QA's scale of head g's scores
 
     // Q^T fragments, in the permuted head dimension of the K loads
     uint32_t qf[S::KS][2];
@@ -437,6 +565,7 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) decode_mma_kernel(const __g
             // scores of heads 2t and 2t+1 (rows of lanes 8t and 8t+4) are scaled back
             sc0 = sc * __shfl_sync(0xffffffffu, inv, 8 * t);
             sc1 = sc * __shfl_sync(0xffffffffu, inv, 8 * t + 4);
+            scg = sc * inv;
         }
 #pragma unroll
         for (int kk = 0; kk < S::KS; kk++) {
@@ -451,16 +580,25 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) decode_mma_kernel(const __g
         st.o[i][0] = st.o[i][1] = st.o[i][2] = st.o[i][3] = 0.0f;
     st.m0 = st.m1 = -INFINITY;
     st.l0 = st.l1 = 0.0f;
+    WarpStateQA<D> sq; // the QA variants' state (the other one is dead code there, and this one here)
+#pragma unroll
+    for (int i = 0; i < S::KS; i++)
+        sq.o[i][0] = sq.o[i][1] = sq.o[i][2] = sq.o[i][3] = 0.0f;
+    sq.m = -INFINITY;
+    sq.l = 0.0f;
 
     const int tok_begin = split * P.split_len;
     const int tok_end = min(len, tok_begin + P.split_len);
     const int c_first = tok_begin / 16 + warp, c_end = (tok_end + 15) / 16;
-    const int n_my = c_first < c_end ? (c_end - c_first + kWarps - 1) / kWarps : 0;
-    const size_t tok_stride = (size_t)a.num_kv_heads * D * S::ES;
+    const int n_my = c_first < c_end ? (c_end - c_first + W - 1) / W : 0;
+    const uint32_t tok_stride = (uint32_t)a.num_kv_heads * D * S::ES;
     const uint8_t *kbase = a.key_cache + (size_t)kvh * D * S::ES;
     const uint8_t *vbase = a.value_cache + (size_t)kvh * D * S::ES;
     const int *btab = a.block_table + (size_t)seq * a.max_blocks_per_seq;
     const int bs = a.block_size;
+    // chunks per block (a multiple of 16 tokens): a shift for powers of two, the usual
+    // case, instead of an integer division per chunk
+    const int cpb = bs / 16, cpb_shift = (cpb & (cpb - 1)) == 0 ? __ffs(cpb) - 1 : -1;
 
     // Block-table entries of the next 32 chunks, one per lane, fetched by shuffle: a
     // global load per chunk puts its latency in front of the chunk's loads.  Measured
@@ -468,19 +606,21 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) decode_mma_kernel(const __g
     // 97.5% of copy), a 7% loss for FP8, which therefore reads the table directly (the
     // compiler hoists those loads ahead on its own).
     auto slot_direct = [&](int i) {
-        const int tb = (c_first + i * kWarps) * 16;
-        return (size_t)btab[tb / bs] * bs + tb % bs;
+        const int ci = c_first + i * W;
+        const int blk = cpb_shift >= 0 ? ci >> cpb_shift : ci / cpb;
+        return (size_t)btab[blk] * bs + (size_t)((ci - blk * cpb) * 16);
     };
     int tab_window = -1, tab_entry = 0;
     auto slot_of = [&](int i) {
         if ((i >> 5) != tab_window) { // warp-uniform
             tab_window = i >> 5;
             const int il = (tab_window << 5) + lane;
-            tab_entry = il < n_my ? btab[(c_first + il * kWarps) * 16 / bs] : 0;
+            tab_entry = il < n_my ? btab[(c_first + il * W) * 16 / bs] : 0;
         }
         const int block = __shfl_sync(0xffffffffu, tab_entry, i & 31);
-        const int tb = (c_first + i * kWarps) * 16;
-        return (size_t)block * bs + tb % bs;
+        const int ci = c_first + i * W;
+        const int blk = cpb_shift >= 0 ? ci >> cpb_shift : ci / cpb;
+        return (size_t)block * bs + (size_t)((ci - blk * cpb) * 16);
     };
     auto slot_reg = [&](int i) { return KIND == KV_16BIT ? slot_of(i) : slot_direct(i); };
     {
@@ -494,7 +634,7 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) decode_mma_kernel(const __g
             for (int k = 0; k < NT; k++) {
                 const int i = NT * step + k;
                 if (i < n_my) {
-                    v[k] = len - (c_first + i * kWarps) * 16;
+                    v[k] = len - (c_first + i * W) * 16;
                     load_chunk<D, KIND>(c[k], kbase, vbase, tok_stride, slot_reg(i), g, t, v[k]);
                 } else {
                     v[k] = 0;
@@ -513,40 +653,57 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) decode_mma_kernel(const __g
                 if (step < n_steps) {
                     if (step + NBUF - 1 < n_steps)
                         load_step(step + NBUF - 1, buf[(b + NBUF - 1) % NBUF], vbuf[(b + NBUF - 1) % NBUF]);
-                    compute_tiles<D, KIND, MT, NT>(st, buf[b], qf, vbuf[b], sc0, sc1, dsk, dsv, g, t);
+                    if constexpr (QA)
+                        compute_tiles_qa<D, KIND, MT, NT>(sq, buf[b], qf, vbuf[b], scg, dsk, dsv, t);
+                    else
+                        compute_tiles<D, KIND, MT, NT>(st, buf[b], qf, vbuf[b], sc0, sc1, dsk, dsv, g, t);
                 }
             }
         }
     }
 
-    // per-warp results -> shared memory
+    // per-warp results -> shared memory (both formulations leave O^T in the same
+    // fragments: dims g * (D / 8) + 2i and + 1, heads 2t and 2t + 1)
+    if constexpr (QA) {
+        sq.l += __shfl_xor_sync(0xffffffffu, sq.l, 1);
+        sq.l += __shfl_xor_sync(0xffffffffu, sq.l, 2);
 #pragma unroll
-    for (int off = 4; off < 32; off <<= 1) {
-        st.l0 += __shfl_xor_sync(0xffffffffu, st.l0, off);
-        st.l1 += __shfl_xor_sync(0xffffffffu, st.l1, off);
-    }
+        for (int i = 0; i < S::KS; i++) {
+            const int dim = g * (D / 8) + 2 * i;
+            *(float2 *)&sm_o[warp][2 * t][dim] = make_float2(sq.o[i][0], sq.o[i][2]);
+            *(float2 *)&sm_o[warp][2 * t + 1][dim] = make_float2(sq.o[i][1], sq.o[i][3]);
+        }
+        if (t == 0) // the sum carries PSCALE, like O; the combine below expects it without
+            sm_m[warp][g] = sq.m, sm_l[warp][g] = sq.l * (1.0f / PSCALE);
+    } else {
 #pragma unroll
-    for (int i = 0; i < S::KS; i++) {
-        const int dim = g * (D / 8) + 2 * i;
-        *(float2 *)&sm_o[warp][2 * t][dim] = make_float2(st.o[i][0], st.o[i][2]);
-        *(float2 *)&sm_o[warp][2 * t + 1][dim] = make_float2(st.o[i][1], st.o[i][3]);
-    }
-    if (g == 0) {
-        sm_m[warp][2 * t] = st.m0, sm_m[warp][2 * t + 1] = st.m1;
-        sm_l[warp][2 * t] = st.l0, sm_l[warp][2 * t + 1] = st.l1;
+        for (int off = 4; off < 32; off <<= 1) {
+            st.l0 += __shfl_xor_sync(0xffffffffu, st.l0, off);
+            st.l1 += __shfl_xor_sync(0xffffffffu, st.l1, off);
+        }
+#pragma unroll
+        for (int i = 0; i < S::KS; i++) {
+            const int dim = g * (D / 8) + 2 * i;
+            *(float2 *)&sm_o[warp][2 * t][dim] = make_float2(st.o[i][0], st.o[i][2]);
+            *(float2 *)&sm_o[warp][2 * t + 1][dim] = make_float2(st.o[i][1], st.o[i][3]);
+        }
+        if (g == 0) {
+            sm_m[warp][2 * t] = st.m0, sm_m[warp][2 * t + 1] = st.m1;
+            sm_l[warp][2 * t] = st.l0, sm_l[warp][2 * t + 1] = st.l1;
+        }
     }
     __syncthreads();
 
     const int unit = (blockIdx.z * a.num_kv_heads + kvh) * P.ngroups + grp;
-    for (int idx = tid; idx < nh * D; idx += kWarps * 32) {
+    for (int idx = tid; idx < nh * D; idx += W * 32) {
         const int n = idx / D, d = idx % D;
         float M = -INFINITY;
 #pragma unroll
-        for (int w = 0; w < kWarps; w++)
+        for (int w = 0; w < W; w++)
             M = fmaxf(M, sm_m[w][n]);
         float O = 0.0f, Lsum = 0.0f;
 #pragma unroll
-        for (int w = 0; w < kWarps; w++) {
+        for (int w = 0; w < W; w++) {
             const float f = sm_m[w][n] == -INFINITY ? 0.0f : exp2f(sm_m[w][n] - M);
             O += f * sm_o[w][n][d];
             Lsum += f * sm_l[w][n];
@@ -573,7 +730,7 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) decode_mma_kernel(const __g
         return;
     __threadfence();
     const size_t base = (size_t)unit * P.max_splits;
-    for (int n = warp; n < nh; n += kWarps) {
+    for (int n = warp; n < nh; n += W) {
         float M = -INFINITY;
         for (int sp = lane; sp < nsplit; sp += 32)
             M = fmaxf(M, __ldcg(&P.ws_ml[2 * ((base + sp) * 8 + n)]));
@@ -594,7 +751,7 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) decode_mma_kernel(const __g
     }
     __syncthreads();
     // float4 per thread per split; eight splits in flight
-    for (int idx = tid; idx < nh * D / 4; idx += kWarps * 32) {
+    for (int idx = tid; idx < nh * D / 4; idx += W * 32) {
         const int n = idx / (D / 4), d4 = idx % (D / 4);
         float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
         int sp = 0;
@@ -622,19 +779,36 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) decode_mma_kernel(const __g
         P.ws_cnt[unit] = 0; // ready for the next launch
 }
 
-template <int D, int KIND, int MT, int NBUF, int MINB, int NT = 1>
+template <int D, int KIND, int MT, int NBUF, int MINB, int NT = 1, int W = 4, bool QA = false>
 cudaError_t launch_decode_kernel(const DecodeParams &P, dim3 grid, cudaStream_t stream) {
-    decode_mma_kernel<D, KIND, MT, NBUF, MINB, NT><<<grid, kWarps * 32, 0, stream>>>(P);
+    decode_mma_kernel<D, KIND, MT, NBUF, MINB, NT, W, QA><<<grid, W * 32, 0, stream>>>(P);
     return cudaGetLastError();
 }
 
+// The pipeline variants of E4M3 caches at head size 128 (bf16 models and `uniform`
+// reads), by decode_mma's nbuf; 0 is the default.  The bench sweeps them at its shapes
+// and gpu/test_gpu checks each against the generic kernel.
+const char *const kDecodeVariantNames[] = {
+    nullptr,
+    nullptr,
+    "S^T=KQ^T, 1 chunk ahead, 2 CTAs/SM",        // 2
+    "S^T=KQ^T, 32-token steps, 1 deep",          // 3
+    "S^T=KQ^T, 32-token steps, 2 deep",          // 4
+    "S=QK^T, 1 chunk ahead, 3 CTAs/SM",          // 5
+    "S=QK^T, 2 chunks ahead, 2 CTAs/SM",         // 6
+    "S=QK^T, 1 chunk ahead, 8 warps x 2 CTAs",   // 7
+    "S^T=KQ^T, 1 chunk ahead, 8 warps x 2 CTAs", // 8
+    "S=QK^T, 32-token steps, 2 deep",            // 9
+    "S^T=KQ^T, 2 chunks ahead, 2 CTAs/SM",       // 10
+    "S=QK^T, 2 chunks ahead, 8 warps x 1 CTA",   // 11
+};
+constexpr int kDecodeVariants = (int)(sizeof kDecodeVariantNames / sizeof kDecodeVariantNames[0]);
+
 // The pipeline of each case, as measured on the H200 (bench/results/gpu-kernels-*.md):
-// the next step's loads in registers while the current one is computed.  The variants
-// (nbuf) stay for the bench's sweep at the bench's shape, and gpu/test_gpu checks each;
-// they are within a few percent of the default, none better at every shape.  Rings of
+// the next step's loads in registers while the current one is computed.  Rings of
 // cp.async stages in shared memory (2-6 stages, 16- or 32-token steps, whole-line
-// copies) were measured 10-15% slower at every shape and were removed after that run
-// (their code: git history of this file, commit 629e53f).
+// copies) were measured 10-15% slower at every shape and were removed (their code: git
+// history of this file, commit 629e53f).
 template <int D, int KIND, int MT>
 cudaError_t launch_decode(const DecodeParams &P, dim3 grid, cudaStream_t stream, int nbuf) {
     if constexpr (KIND == KV_16BIT) {
@@ -647,9 +821,16 @@ cudaError_t launch_decode(const DecodeParams &P, dim3 grid, cudaStream_t stream,
     } else {
         if constexpr (D == 128 && MT != 1 && KIND == KV_E4M3) {
             switch (nbuf) {
-            case 2: return launch_decode_kernel<D, KIND, MT, 2, 1>(P, grid, stream);    // registers uncapped: 2 CTAs/SM
-            case 3: return launch_decode_kernel<D, KIND, MT, 1, 3, 2>(P, grid, stream); // 32-token steps, 1 deep
-            case 4: return launch_decode_kernel<D, KIND, MT, 2, 2, 2>(P, grid, stream); // 32-token steps, 2 deep
+            case 2: return launch_decode_kernel<D, KIND, MT, 2, 1>(P, grid, stream);
+            case 3: return launch_decode_kernel<D, KIND, MT, 1, 3, 2>(P, grid, stream);
+            case 4: return launch_decode_kernel<D, KIND, MT, 2, 2, 2>(P, grid, stream);
+            case 5: return launch_decode_kernel<D, KIND, MT, 2, 3, 1, 4, true>(P, grid, stream);
+            case 6: return launch_decode_kernel<D, KIND, MT, 3, 2, 1, 4, true>(P, grid, stream);
+            case 7: return launch_decode_kernel<D, KIND, MT, 2, 2, 1, 8, true>(P, grid, stream);
+            case 8: return launch_decode_kernel<D, KIND, MT, 2, 2, 1, 8, false>(P, grid, stream);
+            case 9: return launch_decode_kernel<D, KIND, MT, 2, 2, 2, 4, true>(P, grid, stream);
+            case 10: return launch_decode_kernel<D, KIND, MT, 3, 2, 1, 4, false>(P, grid, stream);
+            case 11: return launch_decode_kernel<D, KIND, MT, 3, 1, 1, 8, true>(P, grid, stream);
             }
         }
         // FP8 bytes per token: half of the 16-bit case, so two chunks fit the registers
@@ -704,6 +885,15 @@ bool attention_mma_ok(const AttnArgs &a, int prefill, const char **why) {
     if (why)
         *why = w;
     return w == nullptr;
+}
+
+const char *decode_variant_name(int nbuf) {
+#if defined(KVFP8_GPU_CUDA)
+    return nbuf > 0 && nbuf < kDecodeVariants ? kDecodeVariantNames[nbuf] : nullptr;
+#else
+    (void)nbuf;
+    return nullptr;
+#endif
 }
 
 size_t decode_workspace_bytes(int n_decode, int num_kv_heads, int group, int head_size, int max_splits) {

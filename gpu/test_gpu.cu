@@ -610,14 +610,16 @@ void test_attention(bool quick) {
     add("decode q-spread", 1, E4, BF, UN, 1, 8, 64, 32, {200, 65}, {1, 1}, P_MMA, 64);
     cases.back().q_spread = 1;
     // every decode pipeline variant the bench sweeps (gpu/paged_decode.cu,
-    // launch_decode): registers uncapped, 32-token steps 1 and 2 deep; odd lengths end
-    // mid-chunk and mid-step, split 64 exercises the combine
-    for (int nb : {2, 3, 4})
+    // launch_decode, named by decode_variant_name); odd lengths end mid-chunk and
+    // mid-step, split 64 (odd variants) exercises the combine, 8 query heads per KV
+    // head (even variants, uniform reads) fill every row of the queries-as-A tiles
+    for (int nb = 2; decode_variant_name(nb); nb++)
         for (kvfp8_read_semantics r : {MD, UN}) {
-            add("decode pipeline", 1, E4, BF, r, 2, 8, 128, 16, {1, 17, 93, 300, 1000}, {1, 1, 1, 1, 1}, P_MMA,
-                nb == 3 ? 64 : 0);
+            const int hq = (nb % 2 == 0 && r == UN) ? 16 : 8;
+            add("decode pipeline", 1, E4, BF, r, 2, hq, 128, 16, {1, 17, 93, 300, 1000}, {1, 1, 1, 1, 1}, P_MMA,
+                nb % 2 ? 64 : 0);
             cases.back().nbuf = nb;
-            cases.back().label += " nbuf" + std::to_string(nb);
+            cases.back().label += " nbuf" + std::to_string(nb) + " (" + decode_variant_name(nb) + ")";
         }
     // the bf16 MMA path under uniform reads (what runs when the queries do not fit float16)
     for (int D : {64, 128, 256}) {
