@@ -506,6 +506,8 @@ struct DecodeSmem {
 // update); MINB: CTAs per multiprocessor the register allocation must allow.
 // W: warps per CTA (8: twice the warps per multiprocessor when the grid is small, D <=
 // 128 for the static shared memory); QA: the queries-as-A formulation (compute_tiles_qa).
+// (Prefetching later steps into L2 with cp.async.bulk.prefetch, 1-4 steps ahead, was
+// measured 40% slower and removed.)
 template <int D, int KIND, int MT, int NBUF, int MINB, int NT, int W, bool QA>
 __global__ void __launch_bounds__(W * 32, MINB) decode_mma_kernel(const __grid_constant__ DecodeParams P) {
     using S = DecodeShape<D, KIND>;
@@ -539,6 +541,66 @@ __global__ void __launch_bounds__(W * 32, MINB) decode_mma_kernel(const __grid_c
     const float vfold = fold ? vs : 1.0f;
     float sc0 = sc, sc1 = sc, scg = sc; // scg: QA's scale of head g's scores
 
+    const int tok_begin = split * P.split_len;
+    const int tok_end = min(len, tok_begin + P.split_len);
+    const int c_first = tok_begin / 16 + warp, c_end = (tok_end + 15) / 16;
+    const int n_my = c_first < c_end ? (c_end - c_first + W - 1) / W : 0;
+    const uint32_t tok_stride = (uint32_t)a.num_kv_heads * D * S::ES;
+    const uint8_t *kbase = a.key_cache + (size_t)kvh * D * S::ES;
+    const uint8_t *vbase = a.value_cache + (size_t)kvh * D * S::ES;
+    const int *btab = a.block_table + (size_t)seq * a.max_blocks_per_seq;
+    const int bs = a.block_size;
+    // chunks per block (a multiple of 16 tokens): a shift for powers of two, the usual
+    // case, instead of an integer division per chunk
+    const int cpb = bs / 16, cpb_shift = (cpb & (cpb - 1)) == 0 ? __ffs(cpb) - 1 : -1;
+
+    // Block-table entries of the next 32 chunks, one per lane, fetched by shuffle: a
+    // global load per chunk puts its latency in front of the chunk's loads.  Measured
+    // (bench/results/gpu-kernels-*.md): a gain for 16-bit caches (BF16 decode 94% ->
+    // 97.5% of copy), a 7% loss for FP8, which therefore reads the table directly (the
+    // compiler hoists those loads ahead on its own).
+    auto slot_direct = [&](int i) {
+        const int ci = c_first + i * W;
+        const int blk = cpb_shift >= 0 ? ci >> cpb_shift : ci / cpb;
+        return (size_t)btab[blk] * bs + (size_t)((ci - blk * cpb) * 16);
+    };
+    int tab_window = -1, tab_entry = 0;
+    auto slot_of = [&](int i) {
+        if ((i >> 5) != tab_window) { // warp-uniform
+            tab_window = i >> 5;
+            const int il = (tab_window << 5) + lane;
+            tab_entry = il < n_my ? btab[(c_first + il * W) * 16 / bs] : 0;
+        }
+        const int block = __shfl_sync(0xffffffffu, tab_entry, i & 31);
+        const int ci = c_first + i * W;
+        const int blk = cpb_shift >= 0 ? ci >> cpb_shift : ci / cpb;
+        return (size_t)block * bs + (size_t)((ci - blk * cpb) * 16);
+    };
+    auto slot_reg = [&](int i) { return KIND == KV_16BIT ? slot_of(i) : slot_direct(i); };
+    // NBUF steps of NT chunks in flight in registers (NT = 2: 32-token steps, both
+    // chunks' loads issued together, 8 KB per warp as one 16-bit chunk).
+    Chunk<D, KIND> buf[NBUF][NT];
+    int vbuf[NBUF][NT];
+    const int n_steps = (n_my + NT - 1) / NT;
+    auto load_step = [&](int step, Chunk<D, KIND>(&c)[NT], int(&v)[NT]) {
+#pragma unroll
+        for (int k = 0; k < NT; k++) {
+            const int i = NT * step + k;
+            if (i < n_my) {
+                v[k] = len - (c_first + i * W) * 16;
+                load_chunk<D, KIND>(c[k], kbase, vbase, tok_stride, slot_reg(i), g, t, v[k]);
+            } else {
+                v[k] = 0;
+                zero_past_end<D, KIND>(c[k], g, t, 0); // all zeros, all masked
+            }
+        }
+    };
+    // the first loads go out before the queries are read and converted: their
+    // latency overlaps that setup (NBUF = 1 loads the next step after each compute)
+#pragma unroll
+    for (int b = 0; b < (NBUF > 1 ? NBUF - 1 : 1); b++)
+        if (b < n_steps)
+            load_step(b, buf[b], vbuf[b]);
     // Q^T fragments, in the permuted head dimension of the K loads
     uint32_t qf[S::KS][2];
     {
@@ -587,77 +649,19 @@ __global__ void __launch_bounds__(W * 32, MINB) decode_mma_kernel(const __grid_c
     sq.m = -INFINITY;
     sq.l = 0.0f;
 
-    const int tok_begin = split * P.split_len;
-    const int tok_end = min(len, tok_begin + P.split_len);
-    const int c_first = tok_begin / 16 + warp, c_end = (tok_end + 15) / 16;
-    const int n_my = c_first < c_end ? (c_end - c_first + W - 1) / W : 0;
-    const uint32_t tok_stride = (uint32_t)a.num_kv_heads * D * S::ES;
-    const uint8_t *kbase = a.key_cache + (size_t)kvh * D * S::ES;
-    const uint8_t *vbase = a.value_cache + (size_t)kvh * D * S::ES;
-    const int *btab = a.block_table + (size_t)seq * a.max_blocks_per_seq;
-    const int bs = a.block_size;
-    // chunks per block (a multiple of 16 tokens): a shift for powers of two, the usual
-    // case, instead of an integer division per chunk
-    const int cpb = bs / 16, cpb_shift = (cpb & (cpb - 1)) == 0 ? __ffs(cpb) - 1 : -1;
-
-    // Block-table entries of the next 32 chunks, one per lane, fetched by shuffle: a
-    // global load per chunk puts its latency in front of the chunk's loads.  Measured
-    // (bench/results/gpu-kernels-*.md): a gain for 16-bit caches (BF16 decode 94% ->
-    // 97.5% of copy), a 7% loss for FP8, which therefore reads the table directly (the
-    // compiler hoists those loads ahead on its own).
-    auto slot_direct = [&](int i) {
-        const int ci = c_first + i * W;
-        const int blk = cpb_shift >= 0 ? ci >> cpb_shift : ci / cpb;
-        return (size_t)btab[blk] * bs + (size_t)((ci - blk * cpb) * 16);
-    };
-    int tab_window = -1, tab_entry = 0;
-    auto slot_of = [&](int i) {
-        if ((i >> 5) != tab_window) { // warp-uniform
-            tab_window = i >> 5;
-            const int il = (tab_window << 5) + lane;
-            tab_entry = il < n_my ? btab[(c_first + il * W) * 16 / bs] : 0;
-        }
-        const int block = __shfl_sync(0xffffffffu, tab_entry, i & 31);
-        const int ci = c_first + i * W;
-        const int blk = cpb_shift >= 0 ? ci >> cpb_shift : ci / cpb;
-        return (size_t)block * bs + (size_t)((ci - blk * cpb) * 16);
-    };
-    auto slot_reg = [&](int i) { return KIND == KV_16BIT ? slot_of(i) : slot_direct(i); };
-    {
-        // NBUF steps of NT chunks in flight in registers (NT = 2: 32-token steps, both
-        // chunks' loads issued together, 8 KB per warp as one 16-bit chunk).
-        Chunk<D, KIND> buf[NBUF][NT];
-        int vbuf[NBUF][NT];
-        const int n_steps = (n_my + NT - 1) / NT;
-        auto load_step = [&](int step, Chunk<D, KIND>(&c)[NT], int(&v)[NT]) {
+    for (int it = 0; it < n_steps; it += NBUF) {
 #pragma unroll
-            for (int k = 0; k < NT; k++) {
-                const int i = NT * step + k;
-                if (i < n_my) {
-                    v[k] = len - (c_first + i * W) * 16;
-                    load_chunk<D, KIND>(c[k], kbase, vbase, tok_stride, slot_reg(i), g, t, v[k]);
-                } else {
-                    v[k] = 0;
-                    zero_past_end<D, KIND>(c[k], g, t, 0); // all zeros, all masked
-                }
-            }
-        };
-#pragma unroll
-        for (int b = 0; b < NBUF - 1; b++)
-            if (b < n_steps)
-                load_step(b, buf[b], vbuf[b]);
-        for (int it = 0; it < n_steps; it += NBUF) {
-#pragma unroll
-            for (int b = 0; b < NBUF; b++) {
-                const int step = it + b;
-                if (step < n_steps) {
-                    if (step + NBUF - 1 < n_steps)
-                        load_step(step + NBUF - 1, buf[(b + NBUF - 1) % NBUF], vbuf[(b + NBUF - 1) % NBUF]);
-                    if constexpr (QA)
-                        compute_tiles_qa<D, KIND, MT, NT>(sq, buf[b], qf, vbuf[b], scg, dsk, dsv, t);
-                    else
-                        compute_tiles<D, KIND, MT, NT>(st, buf[b], qf, vbuf[b], sc0, sc1, dsk, dsv, g, t);
-                }
+        for (int b = 0; b < NBUF; b++) {
+            const int step = it + b;
+            if (step < n_steps) {
+                if (NBUF > 1 && step + NBUF - 1 < n_steps)
+                    load_step(step + NBUF - 1, buf[(b + NBUF - 1) % NBUF], vbuf[(b + NBUF - 1) % NBUF]);
+                if constexpr (QA)
+                    compute_tiles_qa<D, KIND, MT, NT>(sq, buf[b], qf, vbuf[b], scg, dsk, dsv, t);
+                else
+                    compute_tiles<D, KIND, MT, NT>(st, buf[b], qf, vbuf[b], sc0, sc1, dsk, dsv, g, t);
+                if (NBUF == 1 && step + 1 < n_steps)
+                    load_step(step + 1, buf[0], vbuf[0]);
             }
         }
     }
@@ -729,19 +733,34 @@ __global__ void __launch_bounds__(W * 32, MINB) decode_mma_kernel(const __grid_c
     if (!s_last)
         return;
     __threadfence();
+    // Every load of a phase is issued before the first is used (one L2 round trip per
+    // phase instead of one per split): this CTA runs after all the others, so its
+    // latency adds to the kernel's.
     const size_t base = (size_t)unit * P.max_splits;
+    static_assert(kMaxSplits <= 8 * 32, "the (M, L) pairs: 8 per lane");
     for (int n = warp; n < nh; n += W) {
+        float Mv[8], Lv[8];
         float M = -INFINITY;
-        for (int sp = lane; sp < nsplit; sp += 32)
-            M = fmaxf(M, __ldcg(&P.ws_ml[2 * ((base + sp) * 8 + n)]));
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            const int sp = lane + 32 * k;
+            const float2 ml = sp < nsplit ? __ldcg((const float2 *)&P.ws_ml[2 * ((base + sp) * 8 + n)])
+                                          : make_float2(-INFINITY, 0.0f);
+            Mv[k] = ml.x, Lv[k] = ml.y;
+            M = fmaxf(M, ml.x);
+        }
 #pragma unroll
         for (int off = 16; off > 0; off >>= 1)
             M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, off));
         float Lsum = 0.0f;
-        for (int sp = lane; sp < nsplit; sp += 32) {
-            const float f = exp2f(__ldcg(&P.ws_ml[2 * ((base + sp) * 8 + n)]) - M);
-            s_w[n][sp] = f;
-            Lsum += f * __ldcg(&P.ws_ml[2 * ((base + sp) * 8 + n) + 1]);
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            const int sp = lane + 32 * k;
+            if (sp < nsplit) {
+                const float f = exp2f(Mv[k] - M);
+                s_w[n][sp] = f;
+                Lsum += f * Lv[k];
+            }
         }
 #pragma unroll
         for (int off = 16; off > 0; off >>= 1)
@@ -750,26 +769,21 @@ __global__ void __launch_bounds__(W * 32, MINB) decode_mma_kernel(const __grid_c
             s_L[n] = Lsum;
     }
     __syncthreads();
-    // float4 per thread per split; eight splits in flight
+    // float4 per thread per split; sixteen splits in flight
     for (int idx = tid; idx < nh * D / 4; idx += W * 32) {
         const int n = idx / (D / 4), d4 = idx % (D / 4);
         float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-        int sp = 0;
-        for (; sp + 8 <= nsplit; sp += 8) {
-            float4 x[8];
+        for (int sp = 0; sp < nsplit; sp += 16) {
+            float4 x[16];
 #pragma unroll
-            for (int u = 0; u < 8; u++)
-                x[u] = __ldcg((const float4 *)&P.ws_o[((base + sp + u) * 8 + n) * D] + d4);
+            for (int u = 0; u < 16; u++)
+                x[u] = sp + u < nsplit ? __ldcg((const float4 *)&P.ws_o[((base + sp + u) * 8 + n) * D] + d4)
+                                       : make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll
-            for (int u = 0; u < 8; u++) {
-                const float f = s_w[n][sp + u];
+            for (int u = 0; u < 16; u++) {
+                const float f = sp + u < nsplit ? s_w[n][sp + u] : 0.0f;
                 acc.x += f * x[u].x, acc.y += f * x[u].y, acc.z += f * x[u].z, acc.w += f * x[u].w;
             }
-        }
-        for (; sp < nsplit; sp++) {
-            const float4 x = __ldcg((const float4 *)&P.ws_o[((base + sp) * 8 + n) * D] + d4);
-            const float f = s_w[n][sp];
-            acc.x += f * x.x, acc.y += f * x.y, acc.z += f * x.z, acc.w += f * x.w;
         }
         const float r = vfold / PSCALE / s_L[n];
         *((float4 *)&a.out[((size_t)token * a.num_q_heads + (size_t)(h0 + n)) * D] + d4) =
@@ -791,16 +805,18 @@ cudaError_t launch_decode_kernel(const DecodeParams &P, dim3 grid, cudaStream_t 
 const char *const kDecodeVariantNames[] = {
     nullptr,
     nullptr,
-    "S^T=KQ^T, 1 chunk ahead, 2 CTAs/SM",        // 2
-    "S^T=KQ^T, 32-token steps, 1 deep",          // 3
-    "S^T=KQ^T, 32-token steps, 2 deep",          // 4
-    "S=QK^T, 1 chunk ahead, 3 CTAs/SM",          // 5
-    "S=QK^T, 2 chunks ahead, 2 CTAs/SM",         // 6
-    "S=QK^T, 1 chunk ahead, 8 warps x 2 CTAs",   // 7
-    "S^T=KQ^T, 1 chunk ahead, 8 warps x 2 CTAs", // 8
-    "S=QK^T, 32-token steps, 2 deep",            // 9
-    "S^T=KQ^T, 2 chunks ahead, 2 CTAs/SM",       // 10
-    "S=QK^T, 2 chunks ahead, 8 warps x 1 CTA",   // 11
+    "S^T=KQ^T, 1 chunk ahead, 2 CTAs/SM",                 // 2
+    "S^T=KQ^T, 32-token steps, 1 deep",                   // 3
+    "S^T=KQ^T, 32-token steps, 2 deep",                   // 4
+    "S=QK^T, 1 chunk ahead, 3 CTAs/SM",                   // 5
+    "S=QK^T, 32-token steps, 2 deep",                     // 6
+    "S^T=KQ^T, 64-token steps, 1 deep",                   // 7
+    "S=QK^T, 64-token steps, 1 deep",                     // 8
+    "S=QK^T, 48-token steps, 1 deep",                     // 9
+    "S^T=KQ^T, 48-token steps, 1 deep",                   // 10
+    "S=QK^T, 32-token steps, 1 deep, 8 warps x 2 CTAs",   // 11
+    "S^T=KQ^T, 32-token steps, 1 deep, 8 warps x 2 CTAs", // 12
+    "S=QK^T, 32-token steps, 1 deep",                     // 13
 };
 constexpr int kDecodeVariants = (int)(sizeof kDecodeVariantNames / sizeof kDecodeVariantNames[0]);
 
@@ -825,12 +841,14 @@ cudaError_t launch_decode(const DecodeParams &P, dim3 grid, cudaStream_t stream,
             case 3: return launch_decode_kernel<D, KIND, MT, 1, 3, 2>(P, grid, stream);
             case 4: return launch_decode_kernel<D, KIND, MT, 2, 2, 2>(P, grid, stream);
             case 5: return launch_decode_kernel<D, KIND, MT, 2, 3, 1, 4, true>(P, grid, stream);
-            case 6: return launch_decode_kernel<D, KIND, MT, 3, 2, 1, 4, true>(P, grid, stream);
-            case 7: return launch_decode_kernel<D, KIND, MT, 2, 2, 1, 8, true>(P, grid, stream);
-            case 8: return launch_decode_kernel<D, KIND, MT, 2, 2, 1, 8, false>(P, grid, stream);
-            case 9: return launch_decode_kernel<D, KIND, MT, 2, 2, 2, 4, true>(P, grid, stream);
-            case 10: return launch_decode_kernel<D, KIND, MT, 3, 2, 1, 4, false>(P, grid, stream);
-            case 11: return launch_decode_kernel<D, KIND, MT, 3, 1, 1, 8, true>(P, grid, stream);
+            case 6: return launch_decode_kernel<D, KIND, MT, 2, 2, 2, 4, true>(P, grid, stream);
+            case 7: return launch_decode_kernel<D, KIND, MT, 1, 2, 4>(P, grid, stream);
+            case 8: return launch_decode_kernel<D, KIND, MT, 1, 2, 4, 4, true>(P, grid, stream);
+            case 9: return launch_decode_kernel<D, KIND, MT, 1, 2, 3, 4, true>(P, grid, stream);
+            case 10: return launch_decode_kernel<D, KIND, MT, 1, 2, 3>(P, grid, stream);
+            case 11: return launch_decode_kernel<D, KIND, MT, 1, 2, 2, 8, true>(P, grid, stream);
+            case 12: return launch_decode_kernel<D, KIND, MT, 1, 2, 2, 8, false>(P, grid, stream);
+            case 13: return launch_decode_kernel<D, KIND, MT, 1, 3, 2, 4, true>(P, grid, stream);
             }
         }
         // FP8 bytes per token: half of the 16-bit case, so two chunks fit the registers
