@@ -282,7 +282,7 @@ __global__ void __launch_bounds__(128) ring_probe(const uint8_t *kc, const uint8
 
 int main(int argc, char **argv) {
     const char *torch_path = nullptr, *out_path = nullptr;
-    bool quick = false, contiguous = false, probe = false;
+    bool quick = false, contiguous = false, probe = false, resident = false;
     int only_b = 0, only_l = 0, only_var = -1; // --decode-only, --var
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--torch") && i + 1 < argc)
@@ -298,15 +298,20 @@ int main(int argc, char **argv) {
             contiguous = true;
         else if (!strcmp(argv[i], "--probe"))
             probe = true;
+        else if (!strcmp(argv[i], "--cache-resident"))
+            resident = true;
         else if (!strcmp(argv[i], "--var") && i + 1 < argc &&
                  (!strcmp(argv[i + 1], "fp8") || !strcmp(argv[i + 1], "bf16")))
             only_var = !strcmp(argv[++i], "fp8") ? 1 : 0;
         else {
             fprintf(stderr, "usage: bench_gpu [--torch FILE] [--out FILE] [--quick]\n"
-                            "       bench_gpu --decode-only BxL [--var fp8|bf16] [--contiguous] [--probe] [--quick]\n"
+                            "       bench_gpu --decode-only BxL [--var fp8|bf16] [--contiguous | --cache-resident]\n"
+                            "                 [--probe] [--quick]\n"
                             "  --decode-only: only the decode sweep of that shape (for profilers: ncu -k\n"
                             "  regex:decode_mma_kernel -c 1 catches its first launch); --contiguous: block\n"
                             "  tables of consecutive blocks instead of scattered ones (a locality experiment);\n"
+                            "  --cache-resident: every block-table entry is block 0, so the KV reads hit\n"
+                            "  L1/L2 and the time is the kernel's work without DRAM (its compute floor);\n"
                             "  --probe: first the read-pattern probes (the KV reads without the math)\n");
             return 2;
         }
@@ -318,8 +323,12 @@ int main(int argc, char **argv) {
                 only_b, only_l);
         return 2;
     }
-    if (!only_b && (contiguous || probe || only_var >= 0)) {
-        fprintf(stderr, "bench_gpu: --contiguous, --probe and --var go with --decode-only BxL\n");
+    if (!only_b && (contiguous || resident || probe || only_var >= 0)) {
+        fprintf(stderr, "bench_gpu: --contiguous, --cache-resident, --probe and --var go with --decode-only BxL\n");
+        return 2;
+    }
+    if (contiguous && resident) {
+        fprintf(stderr, "bench_gpu: --contiguous and --cache-resident exclude each other\n");
         return 2;
     }
     GpuRunInfo run;
@@ -450,8 +459,9 @@ int main(int argc, char **argv) {
         // kRot block tables, disjoint, together covering the pool
         std::vector<int> tab((size_t)kRot * B * bps);
         for (size_t i = 0; i < tab.size(); i++)
-            tab[i] = contiguous ? (int)(i % kPoolBlocks)
-                                : bperm[(kPoolBlocks - 1 - i * 7919 % kPoolBlocks + kPoolBlocks) % kPoolBlocks];
+            tab[i] = resident     ? 0
+                     : contiguous ? (int)(i % kPoolBlocks)
+                                  : bperm[(kPoolBlocks - 1 - i * 7919 % kPoolBlocks + kPoolBlocks) % kPoolBlocks];
         // (7919 is prime to 32768, so the tables are disjoint blocks)
         CK(cudaMemcpy(dtab, tab.data(), sizeof(int) * tab.size(), cudaMemcpyHostToDevice));
         if (probe) {

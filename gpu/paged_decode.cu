@@ -825,6 +825,17 @@ constexpr int kDecodeVariants = (int)(sizeof kDecodeVariantNames / sizeof kDecod
 // cp.async stages in shared memory (2-6 stages, 16- or 32-token steps, whole-line
 // copies) were measured 10-15% slower at every shape and were removed (their code: git
 // history of this file, commit 629e53f).
+// The current device's multiprocessors (cached per device).
+int multiprocessors() {
+    static int cached[64];
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64)
+        return 132;
+    if (!cached[dev] && cudaDeviceGetAttribute(&cached[dev], cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+        return 132;
+    return cached[dev];
+}
+
 template <int D, int KIND, int MT>
 cudaError_t launch_decode(const DecodeParams &P, dim3 grid, cudaStream_t stream, int nbuf) {
     if constexpr (KIND == KV_16BIT) {
@@ -836,6 +847,14 @@ cudaError_t launch_decode(const DecodeParams &P, dim3 grid, cudaStream_t stream,
         return launch_decode_kernel<D, KIND, MT, NBUF, 1>(P, grid, stream);
     } else {
         if constexpr (D == 128 && MT != 1 && KIND == KV_E4M3) {
+            if (nbuf == 0) {
+                // The default, measured on the H200 (bench/results/gpu-kernels-*.md):
+                // when the grid fits one wave at 2 CTAs per multiprocessor, 32-token
+                // steps 2 deep (16 KB of loads in flight per warp; 255 registers);
+                // otherwise 32-token steps 1 deep at 3 CTAs per multiprocessor.
+                const long long ctas = (long long)grid.x * grid.y * grid.z;
+                nbuf = ctas <= 2LL * multiprocessors() ? 6 : 3;
+            }
             switch (nbuf) {
             case 2: return launch_decode_kernel<D, KIND, MT, 2, 1>(P, grid, stream);
             case 3: return launch_decode_kernel<D, KIND, MT, 1, 3, 2>(P, grid, stream);
@@ -924,11 +943,13 @@ int decode_default_split(int n_decode, int max_len, int num_kv_heads, int group,
     // CTA reloads the queries, writes a partial result, and the last CTA combines
     // them), and with 1.5 CTAs per multiprocessor or more the machine is already
     // busy.  So: no split when the (sequence, KV head, head group) units alone give
-    // that many CTAs; otherwise about 2 CTAs per multiprocessor in all.
+    // that many CTAs; otherwise at most 2 CTAs per multiprocessor in all, one wave of
+    // the kernels that hold 2 (a second, partial wave cost 25-30%: 8 x 8192 BF16 at 5
+    // splits, 320 CTAs on 132 multiprocessors).
     const int units = n_decode * num_kv_heads * ((group + 7) / 8);
     int best = 1;
     if (2 * units < 3 * num_sms)
-        best = (2 * num_sms + units - 1) / units;
+        best = std::max(1, 2 * num_sms / units);
     const int max_by_len = (max_len + 255) / 256; // at least 256 tokens per split
     best = std::max(1, std::min(std::min(best, max_by_len), 256));
     int split_len = (max_len + best - 1) / best;
