@@ -847,11 +847,14 @@ cudaError_t launch_decode(const DecodeParams &P, dim3 grid, cudaStream_t stream,
         return launch_decode_kernel<D, KIND, MT, NBUF, 1>(P, grid, stream);
     } else {
         if constexpr (D == 128 && MT != 1 && KIND == KV_E4M3) {
-            if (nbuf == 0) {
-                // The default, measured on the H200 (bench/results/gpu-kernels-*.md):
-                // when the grid fits one wave at 2 CTAs per multiprocessor, 32-token
-                // steps 2 deep (16 KB of loads in flight per warp; 255 registers);
-                // otherwise 32-token steps 1 deep at 3 CTAs per multiprocessor.
+            if (MT == 2 && nbuf == 0) {
+                // The `uniform` default, measured on the H200 (bench/results/gpu-
+                // kernels-*.md): when the grid fits one wave at 2 CTAs per
+                // multiprocessor, queries as A with 32-token steps 2 deep (up to 16 KB
+                // of loads in flight per warp; 255 registers); otherwise 32-token steps
+                // 1 deep at 3 CTAs per multiprocessor.  (Under model-dtype reads the
+                // per-element scaling makes both slower than the default below: 2643
+                // vs 3037 GB/s at 32 x 4096.)
                 const long long ctas = (long long)grid.x * grid.y * grid.z;
                 nbuf = ctas <= 2LL * multiprocessors() ? 6 : 3;
             }
