@@ -542,8 +542,12 @@ int main(int argc, char **argv) {
                 }
             if (!fp8)
                 cfgs.push_back({def, 2});
-            if (var == 2) // model-dtype FP8: the default setting only
-                cfgs.resize(1);
+            if (var == 2) { // model-dtype FP8: the pipeline variants at the default split only
+                cfgs.clear();
+                cfgs.push_back({def, 0});
+                for (int nb = 2; decode_variant_name(nb); nb++)
+                    cfgs.push_back({def, nb});
+            }
             double best = 1e30;
             for (size_t c = 0; c < cfgs.size(); c++) {
                 // the split counters' place depends on the number of splits: start clean

@@ -550,19 +550,17 @@ __global__ void __launch_bounds__(W * 32, MINB) decode_mma_kernel(const __grid_c
     const uint8_t *vbase = a.value_cache + (size_t)kvh * D * S::ES;
     const int *btab = a.block_table + (size_t)seq * a.max_blocks_per_seq;
     const int bs = a.block_size;
-    // chunks per block (a multiple of 16 tokens): a shift for powers of two, the usual
-    // case, instead of an integer division per chunk
-    const int cpb = bs / 16, cpb_shift = (cpb & (cpb - 1)) == 0 ? __ffs(cpb) - 1 : -1;
 
     // Block-table entries of the next 32 chunks, one per lane, fetched by shuffle: a
     // global load per chunk puts its latency in front of the chunk's loads.  Measured
     // (bench/results/gpu-kernels-*.md): a gain for 16-bit caches (BF16 decode 94% ->
     // 97.5% of copy), a 7% loss for FP8, which therefore reads the table directly (the
     // compiler hoists those loads ahead on its own).
+    // (A plain division: replacing it by a shift chosen at run time, for power-of-two
+    // block sizes, made model-dtype decode 15% slower, measured.)
     auto slot_direct = [&](int i) {
-        const int ci = c_first + i * W;
-        const int blk = cpb_shift >= 0 ? ci >> cpb_shift : ci / cpb;
-        return (size_t)btab[blk] * bs + (size_t)((ci - blk * cpb) * 16);
+        const int tb = (c_first + i * W) * 16;
+        return (size_t)btab[tb / bs] * bs + tb % bs;
     };
     int tab_window = -1, tab_entry = 0;
     auto slot_of = [&](int i) {
@@ -572,9 +570,8 @@ __global__ void __launch_bounds__(W * 32, MINB) decode_mma_kernel(const __grid_c
             tab_entry = il < n_my ? btab[(c_first + il * W) * 16 / bs] : 0;
         }
         const int block = __shfl_sync(0xffffffffu, tab_entry, i & 31);
-        const int ci = c_first + i * W;
-        const int blk = cpb_shift >= 0 ? ci >> cpb_shift : ci / cpb;
-        return (size_t)block * bs + (size_t)((ci - blk * cpb) * 16);
+        const int tb = (c_first + i * W) * 16;
+        return (size_t)block * bs + tb % bs;
     };
     auto slot_reg = [&](int i) { return KIND == KV_16BIT ? slot_of(i) : slot_direct(i); };
     // NBUF steps of NT chunks in flight in registers (NT = 2: 32-token steps, both
