@@ -2,19 +2,21 @@
 // portable fallback kernel that implements every case of the reference.
 //
 // decode_mma (CUDA, sm_80+; E4M3/E5M2 conversions in hardware on sm_89+):
-//   one CTA (4 warps) per (split of the context, KV head, group of <= 8 query heads
-//   of that KV head, sequence).  Each KV byte of the split is loaded once, by one
-//   thread, with 16-byte loads, and serves every query head of the group: the scores
-//   are S^T = K Q^T on mma.m16n8k16 (16 tokens x 8 heads; K is the A operand straight
-//   from registers: the head dimension is permuted so that each thread's fragment is
-//   the 16-byte run it loaded, and Q is loaded in the same permutation), then O^T +=
-//   V^T P^T (V^T from registers, bytes transposed with PRMT; P^T moved between lanes
-//   with 8 shuffles per 16 tokens).  Online softmax in float32 (exp2 with log2(e)
-//   folded into the score scale); warps of a CTA combine through shared memory; the
-//   splits of one (sequence, KV head) are combined by the last CTA to finish (a
-//   counter per unit, reset by that CTA).  Each warp keeps the next 16-token chunk's
-//   loads in flight while it computes the current one (the default; the variants the
-//   bench sweeps, 32-token softmax steps among them, are listed at launch_decode).
+//   one CTA (4 warps, or 8 in two bench variants) per (split of the context, KV head,
+//   group of <= 8 query heads of that KV head, sequence).  Each KV byte of the split is
+//   loaded once, by one thread, with 16-byte loads, and serves every query head of the
+//   group.  Two formulations on mma.m16n8k16: S^T = K Q^T (16 tokens x 8 heads; K is
+//   the A operand straight from registers: the head dimension is permuted so that each
+//   thread's fragment is the 16-byte run it loaded, and Q is loaded in the same
+//   permutation; P^T then moves between lanes with 8 shuffles per 16 tokens), or
+//   S = Q K^T (the queries as A, the same K registers as B: its C fragments are the B
+//   fragments of P^T, no shuffles; compute_tiles_qa).  Then O^T += V^T P^T (V^T from
+//   registers, bytes transposed with PRMT).  Online softmax in float32 (exp2 with
+//   log2(e) folded into the score scale); warps of a CTA combine through shared memory;
+//   the splits of one (sequence, KV head) are combined by the last CTA to finish (a
+//   counter per unit, reset by that CTA).  Each warp keeps the next step's loads in
+//   flight while it computes the current one; the default and the variants the bench
+//   sweeps are listed at launch_decode.
 // attention_generic (CUDA and HIP): one CTA per (query token, query head), float32,
 //   two passes per 128 keys; every read semantics, sliding window, soft cap, every
 //   storage.  Slow on purpose-simple; the backend uses it for what the tensor-core
