@@ -543,16 +543,6 @@ int kvfp8_cmd_faults(int argc, char **argv) {
 
 /* ---- kvfp8 matrix ----------------------------------------------------------------------- */
 
-/* The small model and prompt of --quick (and of the tests). */
-static void quick_model(kvfp8_tiny_config *mc) {
-    kvfp8_model_default_config(mc);
-    mc->vocab_size = 128;
-    mc->hidden_size = 64;
-    mc->head_size = 16;
-    mc->intermediate_size = 128;
-    mc->in_domain_tokens = 32;
-}
-
 static const char *signal_name(int sig) {
     switch (sig) {
     case 6: return "SIGABRT";
@@ -639,7 +629,7 @@ int kvfp8_cmd_matrix(int argc, char **argv) {
         return rc;
     kvfp8_tiny_config mc;
     if (quick)
-        quick_model(&mc);
+        kvfp8_model_small_config(&mc);
     else
         kvfp8_model_default_config(&mc);
     kvfp8_model *m;
@@ -805,7 +795,7 @@ static int verify_engine(const kvfp8_platform *p, const char *dtype, int prefix,
                          kvfp8_checklist *cl, kvfp8_probe_result *r) {
     kvfp8_tiny_config mc;
     if (quick)
-        quick_model(&mc);
+        kvfp8_model_small_config(&mc);
     else
         kvfp8_model_default_config(&mc);
     int64_t prompt[40];

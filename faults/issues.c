@@ -79,23 +79,13 @@ static kvfp8_status read_issue(const json_t *o, kvfp8_known_issue *it, const cha
 }
 
 kvfp8_status kvfp8_issues_parse(const char *text, size_t len, const char *label, kvfp8_issue_db *out) {
-    static const char *const keys[] = {"schema", "about", "issues", NULL};
     memset(out, 0, sizeof *out);
     if (!label)
         label = "known_issues";
     json_t *root, *issues;
-    char schema[64];
-    kvfp8_status st = kvfp8_jf_load(text, len, label, &root);
+    kvfp8_status st = kvfp8_jf_load_document(text, len, label, "kvfp8-known-issues/1", "issues", &root, &issues);
     if (st != KVFP8_OK)
         return st;
-    if ((st = kvfp8_jf_keys(root, keys, label, "(top)")) != KVFP8_OK ||
-        (st = kvfp8_jf_str(root, "schema", 1, schema, sizeof schema, label, "(top)")) != KVFP8_OK ||
-        (st = kvfp8_jf_child(root, "issues", 1, JSON_ARRAY, &issues, label, "(top)")) != KVFP8_OK)
-        goto done;
-    if (strcmp(schema, "kvfp8-known-issues/1")) {
-        st = kvfp8_fail(KVFP8_ERR_FORMAT, "%s: schema: expected \"kvfp8-known-issues/1\", got '%s'", label, schema);
-        goto done;
-    }
     const size_t n = json_array_size(issues);
     if (n > 1024) {
         st = kvfp8_fail(KVFP8_ERR_FORMAT, "%s: issues: at most 1024 entries", label);

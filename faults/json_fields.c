@@ -85,17 +85,28 @@ kvfp8_status kvfp8_jf_child(const json_t *obj, const char *key, int required, js
     return KVFP8_OK;
 }
 
-kvfp8_status kvfp8_jf_load(const char *text, size_t len, const char *label, json_t **out) {
+kvfp8_status kvfp8_jf_load_document(const char *text, size_t len, const char *label, const char *schema,
+                                    const char *list_key, json_t **root, json_t **list) {
+    const char *const keys[] = {"schema", "about", list_key, NULL};
     json_error_t err;
-    *out = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
-    if (!*out)
+    char got[64];
+    kvfp8_status st;
+    *list = NULL;
+    *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
+    if (!*root)
         return kvfp8_fail(KVFP8_ERR_FORMAT, "%s: line %d column %d: %s", label, err.line, err.column, err.text);
-    if (!json_is_object(*out)) {
-        json_decref(*out);
-        *out = NULL;
-        return kvfp8_fail(KVFP8_ERR_FORMAT, "%s: the document must be a JSON object", label);
+    if (!json_is_object(*root))
+        st = kvfp8_fail(KVFP8_ERR_FORMAT, "%s: the document must be a JSON object", label);
+    else if ((st = kvfp8_jf_keys(*root, keys, label, "(top)")) == KVFP8_OK &&
+             (st = kvfp8_jf_str(*root, "schema", 1, got, sizeof got, label, "(top)")) == KVFP8_OK &&
+             (st = kvfp8_jf_child(*root, list_key, 1, JSON_ARRAY, list, label, "(top)")) == KVFP8_OK &&
+             strcmp(got, schema))
+        st = kvfp8_fail(KVFP8_ERR_FORMAT, "%s: schema: expected \"%s\", got '%s'", label, schema, got);
+    if (st != KVFP8_OK) {
+        json_decref(*root);
+        *root = NULL, *list = NULL;
     }
-    return KVFP8_OK;
+    return st;
 }
 
 kvfp8_status kvfp8_jf_read_file(const char *path, char **text, size_t *len) {

@@ -25,8 +25,11 @@ kvfp8_status kvfp8_jf_strs(const json_t *obj, const char *key, int required, cha
 /* obj[key] as an object or array (type JSON_OBJECT / JSON_ARRAY). */
 kvfp8_status kvfp8_jf_child(const json_t *obj, const char *key, int required, json_type type, json_t **out,
                             const char *label, const char *path);
-/* Parses text as one JSON document (no duplicate keys, no trailing data). */
-kvfp8_status kvfp8_jf_load(const char *text, size_t len, const char *label, json_t **out);
+/* Parses text as one of kvfp8's data documents: a JSON object (no duplicate keys, no
+ * trailing data) with exactly the keys "schema" (must equal `schema`), "about" and
+ * `list_key` (an array, returned in *list).  On success the caller owns *root. */
+kvfp8_status kvfp8_jf_load_document(const char *text, size_t len, const char *label, const char *schema,
+                                    const char *list_key, json_t **root, json_t **list);
 /* Reads a whole file (at most 4 MiB) into a NUL-terminated buffer. */
 kvfp8_status kvfp8_jf_read_file(const char *path, char **text, size_t *len);
 

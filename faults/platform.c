@@ -261,23 +261,13 @@ static int name_taken(const kvfp8_platform *items, size_t n, const char *name) {
 }
 
 kvfp8_status kvfp8_platforms_parse(const char *text, size_t len, const char *label, kvfp8_platform_set *out) {
-    static const char *const keys[] = {"schema", "about", "profiles", NULL};
     memset(out, 0, sizeof *out);
     if (!label)
         label = "platforms";
     json_t *root, *profiles;
-    char schema[64];
-    kvfp8_status st = kvfp8_jf_load(text, len, label, &root);
+    kvfp8_status st = kvfp8_jf_load_document(text, len, label, "kvfp8-platforms/1", "profiles", &root, &profiles);
     if (st != KVFP8_OK)
         return st;
-    if ((st = kvfp8_jf_keys(root, keys, label, "(top)")) != KVFP8_OK ||
-        (st = kvfp8_jf_str(root, "schema", 1, schema, sizeof schema, label, "(top)")) != KVFP8_OK ||
-        (st = kvfp8_jf_child(root, "profiles", 1, JSON_ARRAY, &profiles, label, "(top)")) != KVFP8_OK)
-        goto done;
-    if (strcmp(schema, "kvfp8-platforms/1")) {
-        st = kvfp8_fail(KVFP8_ERR_FORMAT, "%s: schema: expected \"kvfp8-platforms/1\", got '%s'", label, schema);
-        goto done;
-    }
     const size_t n = json_array_size(profiles);
     if (n == 0 || n > 256) {
         st = kvfp8_fail(KVFP8_ERR_FORMAT, "%s: profiles: 1 to 256 profiles, got %zu", label, n);

@@ -118,12 +118,7 @@ kvfp8_status kvfp8_sweep_run(const kvfp8_sweep_options *o, kvfp8_sweep_report *r
     kvfp8_faults_disarm();
     /* A small model: the sweep is about where faults go, not about the model. */
     kvfp8_tiny_config mc;
-    kvfp8_model_default_config(&mc);
-    mc.vocab_size = 128;
-    mc.hidden_size = 64;
-    mc.head_size = 16;
-    mc.intermediate_size = 128;
-    mc.in_domain_tokens = 32;
+    kvfp8_model_small_config(&mc);
     kvfp8_model *m = NULL;
     kvfp8_platform_set ps;
     memset(&ps, 0, sizeof ps);

@@ -39,6 +39,15 @@ void kvfp8_model_default_config(kvfp8_tiny_config *cfg) {
     cfg->seed = 20250212; /* the day vLLM #13147 was opened */
 }
 
+void kvfp8_model_small_config(kvfp8_tiny_config *cfg) {
+    kvfp8_model_default_config(cfg);
+    cfg->vocab_size = 128;
+    cfg->hidden_size = 64;
+    cfg->head_size = 16;
+    cfg->intermediate_size = 128;
+    cfg->in_domain_tokens = 32;
+}
+
 static uint64_t next(uint64_t *s) {
     uint64_t x = *s;
     x ^= x >> 12;

@@ -24,12 +24,7 @@ static float ks[2] = {0.0005f, 0.0005f}, vs[2] = {0.001f, 0.001f};
 static int setup(void **state) {
     (void)state;
     kvfp8_tiny_config mc;
-    kvfp8_model_default_config(&mc);
-    mc.vocab_size = 128;
-    mc.hidden_size = 64;
-    mc.head_size = 16;
-    mc.intermediate_size = 128;
-    mc.in_domain_tokens = 32;
+    kvfp8_model_small_config(&mc);
     for (int i = 0; i < 40; i++)
         prompt[i] = (i * 37 + 5) % 128;
     kvfp8_faults_disarm();

@@ -32,12 +32,7 @@ static int64_t prompt[40];
 static int setup(void **state) {
     (void)state;
     kvfp8_tiny_config mc;
-    kvfp8_model_default_config(&mc);
-    mc.vocab_size = 128;
-    mc.hidden_size = 64;
-    mc.head_size = 16;
-    mc.intermediate_size = 128;
-    mc.in_domain_tokens = 32;
+    kvfp8_model_small_config(&mc);
     for (int i = 0; i < 40; i++)
         prompt[i] = (i * 37 + 5) % 128;
     if (kvfp8_platforms_builtin(&ps) != KVFP8_OK || kvfp8_issues_builtin(&db) != KVFP8_OK)
@@ -290,6 +285,12 @@ static void i_dup(json_t *r) {
 static void i_match_type(json_t *r) { json_object_set_new(issue0(r), "match", json_array()); }
 static void i_match_bool(json_t *r) { json_object_set_new(json_object_get(issue0(r), "match"), "kv_fp8", json_string("yes")); }
 static void i_match_key(json_t *r) { json_object_set_new(json_object_get(issue0(r), "match"), "gpu", json_true()); }
+/* the document checks both readers share (kvfp8_jf_load_document) */
+static void d_top_key(json_t *r) { json_object_set_new(r, "extra", json_true()); }
+static void d_no_list_p(json_t *r) { json_object_del(r, "profiles"); }
+static void d_no_list_i(json_t *r) { json_object_del(r, "issues"); }
+static void d_list_type_p(json_t *r) { json_object_set_new(r, "profiles", json_object()); }
+static void d_list_type_i(json_t *r) { json_object_set_new(r, "issues", json_string("none")); }
 static void i_too_many(json_t *r) {
     json_t *a = json_object_get(r, "issues");
     while (json_array_size(a) <= 1024)
@@ -332,6 +333,12 @@ static void test_reader_errors_by_mutation(void **state) {
     expect_mutation(1, i_no_sources, "issues[0].sources: every entry names at least one source");
     expect_mutation(1, i_source_int, "issues[0].sources[0]: must be a string");
     expect_mutation(1, i_schema, "schema: expected \"kvfp8-known-issues/1\"");
+    expect_mutation(0, d_top_key, "m.json: (top): unknown key 'extra'");
+    expect_mutation(1, d_top_key, "m.json: (top): unknown key 'extra'");
+    expect_mutation(0, d_no_list_p, "m.json: (top).profiles: missing");
+    expect_mutation(1, d_no_list_i, "m.json: (top).issues: missing");
+    expect_mutation(0, d_list_type_p, "m.json: (top).profiles: must be an array");
+    expect_mutation(1, d_list_type_i, "m.json: (top).issues: must be an array");
     expect_mutation(1, i_dup, "issues[1].id: 'vllm#13147' appears twice");
     expect_mutation(1, i_match_type, "issues[0].match: must be an object");
     expect_mutation(1, i_match_bool, "issues[0].match.kv_fp8: must be true or false");

@@ -44,6 +44,9 @@ typedef struct {
 } kvfp8_tiny_config;
 
 void kvfp8_model_default_config(kvfp8_tiny_config *cfg);
+/* The default with a small vocabulary and narrow layers (the same outlier structure):
+ * fast enough for the many runs of a fault sweep, `kvfp8 matrix --quick` and tests. */
+void kvfp8_model_small_config(kvfp8_tiny_config *cfg);
 
 typedef struct kvfp8_model kvfp8_model;
 
