@@ -72,25 +72,22 @@ size_t kvfp8_fault_corrupt_kv(kvfp8_fault_event *ev, kvfp8_kv_cache *c, const in
     const kvfp8_format f = c->storage.fp8.format;
     switch (ev->action) {
     case KVFP8_FAULT_FNUZ_AS_FN:
-        if (!fp8 || f != KVFP8_E4M3FN) {
-            say(what, cap, "fnuz-as-fn: not applicable, the reader does not read E4M3FN here");
+    case KVFP8_FAULT_FN_AS_FNUZ: {
+        /* the bytes of one E4M3 variant read as the other: the reader's format is the cache's */
+        const int as_fn = ev->action == KVFP8_FAULT_FNUZ_AS_FN;
+        const kvfp8_format reader = as_fn ? KVFP8_E4M3FN : KVFP8_E4M3FNUZ;
+        const kvfp8_format stored = as_fn ? KVFP8_E4M3FNUZ : KVFP8_E4M3FN;
+        const char *name = as_fn ? "fnuz-as-fn" : "fn-as-fnuz";
+        const char *reader_name = as_fn ? "E4M3FN" : "E4M3FNUZ", *stored_name = as_fn ? "E4M3FNUZ" : "E4M3FN";
+        if (!fp8 || f != reader) {
+            say(what, cap, "%s: not applicable, the reader does not read %s here", name, reader_name);
             return 0;
-        } else {
-            const size_t k = reencode(c, slots, n_slots, KVFP8_E4M3FN, KVFP8_E4M3FNUZ);
-            say(what, cap, "fnuz-as-fn: %zu slots stored as E4M3FNUZ codes, read as E4M3FN (%zu bytes changed)",
-                n_slots, k);
-            return k;
         }
-    case KVFP8_FAULT_FN_AS_FNUZ:
-        if (!fp8 || f != KVFP8_E4M3FNUZ) {
-            say(what, cap, "fn-as-fnuz: not applicable, the reader does not read E4M3FNUZ here");
-            return 0;
-        } else {
-            const size_t k = reencode(c, slots, n_slots, KVFP8_E4M3FNUZ, KVFP8_E4M3FN);
-            say(what, cap, "fn-as-fnuz: %zu slots stored as E4M3FN codes, read as E4M3FNUZ (%zu bytes changed)",
-                n_slots, k);
-            return k;
-        }
+        const size_t k = reencode(c, slots, n_slots, reader, stored);
+        say(what, cap, "%s: %zu slots stored as %s codes, read as %s (%zu bytes changed)", name, n_slots,
+            stored_name, reader_name, k);
+        return k;
+    }
     case KVFP8_FAULT_BITFLIP:
     case KVFP8_FAULT_NAN: {
         const size_t which = pick(ev, n_slots);

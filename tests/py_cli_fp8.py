@@ -9,8 +9,9 @@ import struct
 import subprocess
 import sys
 
+from pytally import check, finish  # tests/ is sys.path[0]
+
 BIN = os.environ.get("KVFP8_BIN", "build/bin/kvfp8")
-results = {"ok": 0, "failed": 0}
 
 
 def run(args, stdin=b""):
@@ -18,13 +19,6 @@ def run(args, stdin=b""):
     return p.returncode, p.stdout, p.stderr.decode(errors="replace")
 
 
-def check(name, cond, detail=""):
-    if cond:
-        results["ok"] += 1
-        print(f"[       OK ] {name}")
-    else:
-        results["failed"] += 1
-        print(f"[  FAILED  ] {name}: {detail}")
 
 
 def encode_text(args, values):
@@ -143,5 +137,4 @@ except OSError as e:
 check("docs_fp8_differences_is_current", rc == 0 and out == doc,
       "docs/fp8-differences.md differs from `kvfp8 fp8 differences`; run `make docs`")
 
-print(f"cli_fp8: {results['ok']} passed, {results['failed']} failed")
-sys.exit(1 if results["failed"] else 0)
+finish("cli_fp8")

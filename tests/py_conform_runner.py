@@ -21,11 +21,12 @@ import tempfile
 import time
 import xml.etree.ElementTree as ET
 
+from pytally import check, results  # tests/ is sys.path[0]
+
 BIN = os.environ.get("KVFP8_BIN", "build/bin/kvfp8")
 BUILD = os.environ.get("KVFP8_BUILD", os.path.dirname(os.path.dirname(BIN)) or "build")
 PLUGINS = os.path.join(BUILD, "plugins")
 QUICK = bool(os.environ.get("KVFP8_QUICK"))
-results = {"ok": 0, "failed": 0}
 tmp = tempfile.mkdtemp(prefix="kvfp8-conform-test-")
 
 RESULT_CODES = {"PASS", "FAIL", "NOT_SUPPORTED", "WAIVED", "CRASH", "TIMEOUT"}
@@ -34,16 +35,6 @@ QUICK_FILTERS = ["api.*", "fp8_decode.*", "fp8_encode.e4m3fn_bf16", "cache_write
                  "cache_write.fp8_e4m3fn", "attention.decode_e4m3fn_d64_bs16_gqa",
                  "property.gqa_head_mapping", "block_hash.sha256", "perf.fp8_decode"]
 
-
-def check(name, cond, detail=""):
-    if cond:
-        results["ok"] += 1
-        print(f"[       OK ] {name}")
-    else:
-        results["failed"] += 1
-        print(f"[  FAILED  ] {name}: {detail}")
-    sys.stdout.flush()
-    return cond
 
 
 def conform(args, timeout=600):

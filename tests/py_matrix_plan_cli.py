@@ -13,11 +13,12 @@ import subprocess
 import sys
 import tempfile
 
+from pytally import check, finish  # tests/ is sys.path[0]
+
 BIN = os.environ.get("KVFP8_BIN", "build/bin/kvfp8")
 QUICK = bool(os.environ.get("KVFP8_QUICK"))
 W7900 = "w7900-rocm6.3-vllm0.7.2"
 W7900_TEXT = "type fp8e4nv not supported in this architecture. The supported fp8 dtypes are ('fp8e5',)"
-results = {"ok": 0, "failed": 0}
 
 
 def run(args, env=None, timeout=120):
@@ -29,13 +30,6 @@ def run(args, env=None, timeout=120):
     return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
 
 
-def check(name, cond, detail=""):
-    if cond:
-        results["ok"] += 1
-        print(f"[       OK ] {name}")
-    else:
-        results["failed"] += 1
-        print(f"[  FAILED  ] {name}: {detail}")
 
 
 def usage_error(name, args, needle):
@@ -222,5 +216,4 @@ rc, out, err = run(["run", "--kv-cache-dtype", "fp8", "--max-tokens", "2", "--se
 check("run_platform_w7900_fp8_alone_serves", rc == 0 and "request 2: prompt" in out, out + err[-300:])
 usage_error("run_unknown_platform", base + ["--platform", "gfx9999"], "--platform: unknown platform")
 
-print(f"py_matrix_plan_cli: {results['ok']} passed, {results['failed']} failed")
-sys.exit(1 if results["failed"] else 0)
+finish("py_matrix_plan_cli")

@@ -22,17 +22,11 @@ import subprocess
 import sys
 import tempfile
 
+from pytally import check, finish  # tests/ is sys.path[0]
+
 BIN = os.environ.get("KVFP8_BIN", "build/bin/kvfp8")
-results = {"ok": 0, "failed": 0}
 
 
-def check(name, cond, detail=""):
-    if cond:
-        results["ok"] += 1
-        print(f"[       OK ] {name}")
-    else:
-        results["failed"] += 1
-        print(f"[  FAILED  ] {name}: {detail}")
 
 
 def run(args):
@@ -340,5 +334,4 @@ try:
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 
-print(f"py_scales_safetensors: {results['ok']} passed, {results['failed']} failed")
-sys.exit(1 if results["failed"] else 0)
+finish("py_scales_safetensors")
