@@ -30,6 +30,7 @@
 
 #include "gpu_run_info.h"
 #include "kvfp8_kernels.h"
+#include "kvfp8_mma.cuh"
 
 #define CK(call) KVFP8_GPU_CHECK(call)
 
@@ -173,7 +174,7 @@ AttnArgs base_args(const Pools &P, bool fp8) {
 }
 
 struct DecodeResult {
-    double ms_default = 0, ms_best = 0;
+    double ms_default = 0, ms_best = 0, ms_no_pdl = 0;
     std::string best_cfg, default_cfg;
     double check = 0; // max |mma - generic| / max |generic|
 };
@@ -188,6 +189,8 @@ struct DecodeResult {
 template <int PATTERN, int UNROLL>
 __global__ void __launch_bounds__(128) read_probe(const uint8_t *kc, const uint8_t *vc, const int *btab, int bps,
                                                    int L, uint32_t *sink) {
+    pdl_wait(); // as the decode kernel (no-ops unless launched with the attribute)
+    pdl_allow_next();
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const int kvh = blockIdx.y, seq = blockIdx.z;
     const size_t stride = (size_t)gridDim.y * 128;
@@ -280,9 +283,72 @@ __global__ void __launch_bounds__(128) ring_probe(const uint8_t *kc, const uint8
 }
 } // namespace
 
+// --timeline: one batch of launches back to back (as timed), then the last launch's
+// marks (decode_trace_read) as times after the first CTA's entry, and each CTA's
+// phases.  Every CTA stamps marks 0 and 7 in every launch; a later mark older than its
+// CTA's mark 7 is a previous launch's (the last CTA of a split unit changes from
+// launch to launch) and is not counted.
+template <typename F>
+void print_timeline(F launch, int B, int L, const char *what, int split, bool pdl) {
+    static unsigned long long marks[kDecodeTraceCtas][kDecodeTraceMarks];
+    const double ms = median_ms(launch, 3, 3);
+    if (decode_trace_read(marks, false) <= 0) {
+        fprintf(stderr, "bench_gpu: --timeline: reading the trace failed\n");
+        exit(1);
+    }
+    const int ctas = B * kHkv * ((L + split - 1) / split);
+    unsigned long long t0 = ~0ull;
+    for (int c = 0; c < ctas && c < kDecodeTraceCtas; c++)
+        if (marks[c][0])
+            t0 = std::min(t0, marks[c][0]);
+    static const char *const names[kDecodeTraceMarks] = {
+        "entry", "queries ready", "first step done", "last step done", "warps merged", "written / counted",
+        "combine done", "previous kernel done"};
+    // in time order: entry, the wait for the previous kernel (pdl_wait), then the rest
+    static const int order[kDecodeTraceMarks] = {0, 7, 1, 2, 3, 4, 5, 6};
+    note("  timeline %dx%d %s split %d%s: %d CTAs, %.4f ms per launch (launches back to back)\n", B, L, what,
+         split, pdl ? "" : ", no PDL", ctas, ms);
+    note("    %-20s %6s %9s %9s %9s %9s   (us after the first entry)\n", "mark", "CTAs", "min", "median", "p90",
+         "max");
+    std::vector<double> at[kDecodeTraceMarks], phase[kDecodeTraceMarks];
+    for (int c = 0; c < ctas && c < kDecodeTraceCtas; c++) {
+        if (!marks[c][0])
+            continue;
+        unsigned long long prev = marks[c][0];
+        int prev_i = 0;
+        for (int i = 0; i < kDecodeTraceMarks; i++) {
+            const int k = order[i];
+            if (k != 0 && marks[c][k] < marks[c][7])
+                continue;
+            at[k].push_back((double)(marks[c][k] - t0) * 1e-3);
+            if (i > 0 && prev_i == i - 1)
+                phase[k].push_back((double)(marks[c][k] - prev) * 1e-3);
+            prev = marks[c][k], prev_i = i;
+        }
+    }
+    auto q = [](std::vector<double> &v, double f) {
+        return v.empty() ? NAN : v[std::min(v.size() - 1, (size_t)(f * (double)v.size()))];
+    };
+    for (int i = 0; i < kDecodeTraceMarks; i++) {
+        const int k = order[i];
+        std::sort(at[k].begin(), at[k].end());
+        note("    %-20s %6zu %9.2f %9.2f %9.2f %9.2f\n", names[k], at[k].size(), q(at[k], 0), q(at[k], 0.5),
+             q(at[k], 0.9), q(at[k], 1.0));
+    }
+    note("    %-20s %6s %9s %9s %9s %9s   (us in the phase that ends at the mark)\n", "phase", "CTAs", "min",
+         "median", "p90", "max");
+    for (int i = 1; i < kDecodeTraceMarks; i++) {
+        const int k = order[i];
+        std::sort(phase[k].begin(), phase[k].end());
+        note("    %-20s %6zu %9.2f %9.2f %9.2f %9.2f\n", names[k], phase[k].size(), q(phase[k], 0),
+             q(phase[k], 0.5), q(phase[k], 0.9), q(phase[k], 1.0));
+    }
+}
+
 int main(int argc, char **argv) {
     const char *torch_path = nullptr, *out_path = nullptr;
-    bool quick = false, contiguous = false, probe = false, resident = false;
+    bool quick = false, contiguous = false, probe = false, resident = false, timeline = false,
+         write_only = false;
     int only_b = 0, only_l = 0, only_var = -1; // --decode-only, --var
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--torch") && i + 1 < argc)
@@ -300,19 +366,27 @@ int main(int argc, char **argv) {
             probe = true;
         else if (!strcmp(argv[i], "--cache-resident"))
             resident = true;
+        else if (!strcmp(argv[i], "--timeline"))
+            timeline = true;
+        else if (!strcmp(argv[i], "--write-only"))
+            write_only = true;
         else if (!strcmp(argv[i], "--var") && i + 1 < argc &&
                  (!strcmp(argv[i + 1], "fp8") || !strcmp(argv[i + 1], "bf16")))
             only_var = !strcmp(argv[++i], "fp8") ? 1 : 0;
         else {
             fprintf(stderr, "usage: bench_gpu [--torch FILE] [--out FILE] [--quick]\n"
                             "       bench_gpu --decode-only BxL [--var fp8|bf16] [--contiguous | --cache-resident]\n"
-                            "                 [--probe] [--quick]\n"
+                            "                 [--probe] [--timeline] [--quick]\n"
+                            "       bench_gpu --write-only [--quick]\n"
                             "  --decode-only: only the decode sweep of that shape (for profilers: ncu -k\n"
                             "  regex:decode_mma_kernel -c 1 catches its first launch); --contiguous: block\n"
                             "  tables of consecutive blocks instead of scattered ones (a locality experiment);\n"
                             "  --cache-resident: every block-table entry is block 0, so the KV reads hit\n"
                             "  L1/L2 and the time is the kernel's work without DRAM (its compute floor);\n"
-                            "  --probe: first the read-pattern probes (the KV reads without the math)\n");
+                            "  --probe: first the read-pattern probes (the KV reads without the math);\n"
+                            "  --write-only: the copy ceiling and the cache write, every variant of it;\n"
+                            "  --timeline: after each default decode, when and how long each CTA spends in\n"
+                            "  each phase (needs a build with -DKVFP8_DECODE_TRACE: bench/gpu/timeline.sh)\n");
             return 2;
         }
     }
@@ -323,8 +397,18 @@ int main(int argc, char **argv) {
                 only_b, only_l);
         return 2;
     }
-    if (!only_b && (contiguous || resident || probe || only_var >= 0)) {
-        fprintf(stderr, "bench_gpu: --contiguous, --cache-resident, --probe and --var go with --decode-only BxL\n");
+    if (!only_b && (contiguous || resident || probe || timeline || only_var >= 0)) {
+        fprintf(stderr,
+                "bench_gpu: --contiguous, --cache-resident, --probe, --timeline and --var go with --decode-only BxL\n");
+        return 2;
+    }
+    if (write_only && (only_b || torch_path || out_path)) {
+        fprintf(stderr, "bench_gpu: --write-only goes alone (or with --quick)\n");
+        return 2;
+    }
+    if (timeline && decode_trace_read(nullptr, false) == 0) {
+        fprintf(stderr, "bench_gpu: --timeline: this bench_gpu was built without -DKVFP8_DECODE_TRACE "
+                        "(bench/gpu/timeline.sh builds one)\n");
         return 2;
     }
     if (contiguous && resident) {
@@ -389,9 +473,20 @@ int main(int argc, char **argv) {
     kvfp8_fp8_rules_get(KVFP8_E4M3FN, KVFP8_SAT, KVFP8_PROFILE_NVIDIA, &w.storage.fp8);
     w.src = KVFP8_SRC_BF16, w.scales = P.scales, w.per_head = 1;
     const bool write_fast = cache_write_is_fast(w);
-    const double write_ms = median_ms([&](int) { CK(cache_write(w, 0)); }, 2, quick ? 2 : 5);
     const double write_bytes = (double)wtokens * kSlotElems * 2 * (2 + 1) + 8.0 * wtokens;
+    const double write_ms = median_ms([&](int) { CK(cache_write(w, 0)); }, 2, quick ? 2 : 5);
     const double write_gbs = write_bytes / (write_ms * 1e-3) / 1e9;
+    // the vectorized kernel's other shapes (the default is one of them), same run
+    for (int v = 1; write_fast && !only_b && cache_write_variant_name(v); v++) {
+        const double ms = median_ms([&](int) { CK(cache_write(w, 0, v)); }, 2, quick ? 2 : 5);
+        note("  cache write variant %d (%s): %.3f ms, %.0f GB/s, %.1f%% of copy\n", v, cache_write_variant_name(v),
+             ms, write_bytes / (ms * 1e-3) / 1e9, 100.0 * write_bytes / (ms * 1e-3) / 1e9 / copy_gbs);
+    }
+    if (write_only) {
+        note("cache write (default): %.3f ms, %.0f GB/s, %.1f%% of copy\n", write_ms, write_gbs,
+             100.0 * write_gbs / copy_gbs);
+        return 0;
+    }
     // spot check against the reference (the cache write's exhaustive checks are test_gpu's)
     size_t write_bad = 0, write_checked = 0;
     {
@@ -468,22 +563,47 @@ int main(int argc, char **argv) {
             uint32_t *sink;
             CK(cudaMalloc(&sink, 512));
             const double bytes = (double)B * L * kSlotElems * 2;
-            auto one = [&](const char *name, auto kernel, int splits, size_t smem) {
+            auto one = [&](const char *name, auto kernel, int splits, size_t smem, bool pdl = false) {
                 if (smem > 48 * 1024)
                     CK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+                cudaLaunchAttribute attr[1];
+                attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+                attr[0].val.programmaticStreamSerializationAllowed = 1;
+                cudaLaunchConfig_t lc = {};
+                lc.gridDim = dim3(splits, kHkv, B), lc.blockDim = dim3(128), lc.dynamicSmemBytes = smem;
+                lc.attrs = attr, lc.numAttrs = pdl ? 1 : 0;
+                const uint8_t *kc = P.fp8_k, *vc = P.fp8_v;
                 const double ms = median_ms(
                     [&](int it) {
-                        kernel<<<dim3(splits, kHkv, B), 128, smem>>>(P.fp8_k, P.fp8_v,
-                                                                     dtab + (size_t)(it % kRot) * B * bps, bps, L, sink);
+                        const int *tb = dtab + (size_t)(it % kRot) * B * bps;
+                        CK(cudaLaunchKernelEx(&lc, kernel, kc, vc, tb, bps, L, sink));
                     },
                     3, reps);
                 note("  probe %dx%d %-28s %4d CTAs %.4f ms  %.0f GB/s\n", B, L, name, splits * kHkv * B, ms,
                      bytes / (ms * 1e-3) / 1e9);
             };
+            {
+                // the copy ceiling at this size: the same bytes moved (half read, half written)
+                void *ca, *cb;
+                const size_t half = (size_t)(bytes / 2);
+                CK(cudaMalloc(&ca, half * kRot));
+                CK(cudaMalloc(&cb, half * kRot));
+                const double ms = median_ms(
+                    [&](int it) {
+                        CK(cudaMemcpyAsync((char *)cb + half * (it % kRot), (char *)ca + half * (it % kRot), half,
+                                           cudaMemcpyDeviceToDevice));
+                    },
+                    3, reps);
+                note("  probe %dx%d %-28s           %.4f ms  %.0f GB/s\n", B, L, "copy of as many bytes", ms,
+                     bytes / (ms * 1e-3) / 1e9);
+                CK(cudaFree(ca));
+                CK(cudaFree(cb));
+            }
             for (int ctas : {264, 528, 1056, 2112}) {
                 const int splits = std::max(1, ctas / (B * kHkv));
                 one("fragment mapping", read_probe<0, 1>, splits, 0);
                 one("whole lines", read_probe<1, 1>, splits, 0);
+                one("whole lines, PDL", read_probe<1, 1>, splits, 0, true);
                 one("ring 2", ring_probe<2>, splits, 2 * 16384);
                 one("ring 4", ring_probe<4>, splits, 4 * 16384);
                 one("ring 8", ring_probe<8>, splits, 8 * 16384);
@@ -501,11 +621,11 @@ int main(int argc, char **argv) {
             if (var == 1)
                 a.read = KVFP8_READ_UNIFORM, a.q_f16_rows = q_f16;
             const double kv_bytes = (double)B * L * kSlotElems * 2 * (fp8 ? 1 : 2);
-            auto run = [&](int split, int nbuf, int it, float *out) {
+            auto run = [&](int split, int nbuf, int it, float *out, bool pdl = true) {
                 AttnArgs r = a;
                 r.block_table = dtab + (size_t)(it % kRot) * B * bps;
                 r.out = out;
-                CK(decode_mma(r, dseq, B, L, split, ws, 0, nbuf));
+                CK(decode_mma(r, dseq, B, L, split, ws, 0, nbuf, pdl));
             };
             // check once against the generic kernel (rotation 0)
             {
@@ -528,44 +648,58 @@ int main(int argc, char **argv) {
                 res[si][var].check = md_ / mx;
             }
             const int def = decode_default_split(B, L, kHkv, kHq / kHkv, prop.multiProcessorCount);
-            std::vector<std::pair<int, int>> cfgs = {{def, 0}};
+            struct Cfg {
+                int split, nbuf;
+                bool pdl;
+            };
+            // the default, then the same without programmatic dependent launch
+            std::vector<Cfg> cfgs = {{def, 0, true}, {def, 0, false}};
             // FP8: every pipeline variant (gpu/paged_decode.cu, launch_decode) at the
             // default split and at every split of the sweep from 512 tokens up;
             // BF16: its 2-deep register pipeline at the default split
             for (int sl : {def, 128, 256, 512, 1024, 2048, 4096, 8192, 32768})
-                if (sl <= L && (L + sl - 1) / sl <= 256 && (sl != def || cfgs.size() == 1)) {
+                if (sl <= L && (L + sl - 1) / sl <= 256 && (sl != def || cfgs.size() == 2)) {
                     if (sl != def)
-                        cfgs.push_back({sl, 0});
+                        cfgs.push_back({sl, 0, true});
                     if (fp8 && (sl >= 512 || sl == def))
                         for (int nb = 2; decode_variant_name(nb); nb++)
-                            cfgs.push_back({sl, nb});
+                            cfgs.push_back({sl, nb, true});
                 }
             if (!fp8)
-                cfgs.push_back({def, 2});
+                cfgs.push_back({def, 2, true});
             if (var == 2) { // model-dtype FP8: the pipeline variants at the default split only
-                cfgs.clear();
-                cfgs.push_back({def, 0});
+                cfgs.resize(2);
                 for (int nb = 2; decode_variant_name(nb); nb++)
-                    cfgs.push_back({def, nb});
+                    cfgs.push_back({def, nb, true});
             }
+            if (timeline)
+                for (bool pdl : {true, false})
+                    print_timeline([&](int it) { run(def, 0, it, dout, pdl); }, B, L,
+                                   var == 1 ? "fp8 uniform" : var == 2 ? "fp8 model-dtype" : "bf16", def, pdl);
             double best = 1e30;
             for (size_t c = 0; c < cfgs.size(); c++) {
                 // the split counters' place depends on the number of splits: start clean
                 CK(cudaMemset(ws, 0, ws_bytes));
-                const double ms = median_ms([&](int it) { run(cfgs[c].first, cfgs[c].second, it, dout); }, 3, reps);
-                char cfg[96];
-                const int nb = cfgs[c].second;
+                const double ms =
+                    median_ms([&](int it) { run(cfgs[c].split, cfgs[c].nbuf, it, dout, cfgs[c].pdl); }, 3, reps);
+                char cfg[112];
+                const int nb = cfgs[c].nbuf;
                 char depth[64] = "";
+                const int picked = nb ? 0 : decode_default_variant(a, B, L, cfgs[c].split);
                 if (fp8 && nb)
                     snprintf(depth, sizeof depth, ", v%d %s", nb, decode_variant_name(nb));
+                else if (picked)
+                    snprintf(depth, sizeof depth, " (default: v%d)", picked);
                 else if (!fp8 && nb)
                     snprintf(depth, sizeof depth, ", register pipeline %d deep", nb);
-                snprintf(cfg, sizeof cfg, "split %d%s", cfgs[c].first, depth);
+                snprintf(cfg, sizeof cfg, "split %d%s%s", cfgs[c].split, depth, cfgs[c].pdl ? "" : ", no PDL");
                 note("  decode %dx%d %s %-56s %.4f ms  %.0f GB/s\n", B, L,
                      var == 1 ? "fp8 uniform" : var == 2 ? "fp8 model-dtype" : "bf16", cfg, ms,
                      kv_bytes / (ms * 1e-3) / 1e9);
                 if (c == 0)
                     res[si][var].ms_default = ms, res[si][var].default_cfg = cfg;
+                if (c == 1)
+                    res[si][var].ms_no_pdl = ms;
                 if (ms < best)
                     best = ms, res[si][var].ms_best = ms, res[si][var].best_cfg = cfg;
             }
@@ -691,6 +825,11 @@ int main(int argc, char **argv) {
         md("%dx%d FP8 %s / %s, BF16 %s / %s%s", shapes[si].B, shapes[si].L, res[si][1].default_cfg.c_str(),
            res[si][1].best_cfg.c_str(), res[si][0].default_cfg.c_str(), res[si][0].best_cfg.c_str(),
            si < 3 ? "; " : ".\n");
+    md("Launched without programmatic dependent launch (the default's kernel, each launch starting only after the "
+       "previous one ended; ms, FP8 / FP8 model-dtype / BF16): ");
+    for (int si = 0; si < 4; si++)
+        md("%dx%d %.4f / %.4f / %.4f%s", shapes[si].B, shapes[si].L, res[si][1].ms_no_pdl, res[si][2].ms_no_pdl,
+           res[si][0].ms_no_pdl, si < 3 ? "; " : ".\n");
     md("Each timed decode kernel's output vs the generic float32 kernel on the same data (max |diff| / max |out|): ");
     for (int si = 0; si < 4; si++)
         md("%dx%d FP8 %.1e, FP8 model-dtype %.1e, BF16 %.1e%s", shapes[si].B, shapes[si].L, res[si][1].check,

@@ -3,8 +3,9 @@
 // file unchanged (gpu/build.sh).
 //
 // Two cache-write kernels:
-//  - cache_write_e4m3_vec: each thread converts 16 consecutive elements of one
-//    (token, head) row of K and of V: 16-byte loads of the source (two for 16-bit
+//  - cache_write_e4m3_vec: each thread converts two vectors of K and of V (by
+//    default; the variants are listed at kWriteVariants), each vector 16 consecutive
+//    elements of one (token, head) row: 16-byte loads of the source (two for 16-bit
 //    sources, four for float32), an IEEE float32 division by the head's scale, the
 //    target's direct float32 -> E4M3 conversion (sm_89+: cvt.rn.satfinite.e4m3x2.f32,
 //    two elements per instruction; elsewhere the compat header's integer software
@@ -98,8 +99,18 @@ __device__ __forceinline__ uint32_t e4m3x2(float a, float b) {
 }
 
 // Streaming accesses: the source is read once and the cache is not read back here.
+// PF256: also ask L2 to fetch the whole 256-byte pair of lines (the .L2::256B
+// prefetch-size hint of sm_80+; CUDA only, a plain streaming load elsewhere).
+template <bool PF256 = false>
 __device__ __forceinline__ uint4 ld_stream(const uint4 *p) {
 #if defined(KVFP8_GPU_CUDA)
+    if constexpr (PF256) {
+        uint4 v;
+        asm volatile("ld.global.cs.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];"
+                     : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                     : "l"(p));
+        return v;
+    }
     return __ldcs(p);
 #else
     return *p;
@@ -113,13 +124,13 @@ __device__ __forceinline__ void st_stream(uint4 *p, uint4 v) {
 #endif
 }
 
-template <int SRC>
+template <int SRC, bool PF256>
 __device__ __forceinline__ void load16(const void *base, size_t elem, float x[16]) {
     if (SRC == KVFP8_SRC_F32) {
         const uint4 *p = (const uint4 *)((const float *)base + elem);
 #pragma unroll
         for (int i = 0; i < 4; i++) {
-            const uint4 w = ld_stream(p + i);
+            const uint4 w = ld_stream<PF256>(p + i);
             x[4 * i] = __uint_as_float(w.x), x[4 * i + 1] = __uint_as_float(w.y);
             x[4 * i + 2] = __uint_as_float(w.z), x[4 * i + 3] = __uint_as_float(w.w);
         }
@@ -127,7 +138,7 @@ __device__ __forceinline__ void load16(const void *base, size_t elem, float x[16
         const uint4 *p = (const uint4 *)((const uint16_t *)base + elem);
 #pragma unroll
         for (int i = 0; i < 2; i++) {
-            const uint4 w4 = ld_stream(p + i);
+            const uint4 w4 = ld_stream<PF256>(p + i);
             const uint32_t w[4] = {w4.x, w4.y, w4.z, w4.w};
 #pragma unroll
             for (int j = 0; j < 4; j++) {
@@ -163,13 +174,10 @@ __device__ __forceinline__ uint4 convert16(const float x[16], float scale) {
     return make_uint4(w[0], w[1], w[2], w[3]);
 }
 
-template <int SRC>
-__global__ void __launch_bounds__(128) cache_write_e4m3_vec_kernel(CacheWriteArgs a) {
-    const int vecs = a.head_size >> 4;
-    const int64_t total = a.num_tokens * (int64_t)a.num_heads * vecs;
-    const int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= total)
-        return;
+// One 16-element vector of K and of V: vector `idx` of the (token, head, vector)
+// order of the source.
+template <int SRC, bool PF256>
+__device__ __forceinline__ void write_vec(const CacheWriteArgs &a, int64_t idx, int vecs) {
     const int64_t row = idx / vecs;
     const int v = (int)(idx - row * vecs);
     const int64_t t = row / a.num_heads;
@@ -181,11 +189,65 @@ __global__ void __launch_bounds__(128) cache_write_e4m3_vec_kernel(CacheWriteArg
     const float ks = a.scales[si], vs = a.scales[256 + si];
     const size_t in = (size_t)row * (size_t)a.head_size + (size_t)v * 16;
     float xk[16], xv[16];
-    load16<SRC>(a.key, in, xk);
-    load16<SRC>(a.value, in, xv);
+    load16<SRC, PF256>(a.key, in, xk);
+    load16<SRC, PF256>(a.value, in, xv);
     const size_t out = ((size_t)slot * (size_t)a.num_heads + (size_t)h) * (size_t)a.head_size + (size_t)v * 16;
     st_stream((uint4 *)(a.key_cache + out), convert16<SRC>(xk, ks));
     st_stream((uint4 *)(a.value_cache + out), convert16<SRC>(xv, vs));
+}
+
+// THREADS per CTA; ITEMS vectors per thread, a CTA's items THREADS apart (each item
+// a coalesced sweep of the CTA; all of them unrolled so their loads are in flight
+// together).
+template <int SRC, int THREADS, int ITEMS, bool PF256>
+__global__ void __launch_bounds__(THREADS) cache_write_e4m3_vec_kernel(CacheWriteArgs a) {
+    const int vecs = a.head_size >> 4;
+    const int64_t total = a.num_tokens * (int64_t)a.num_heads * vecs;
+    const int64_t first = (int64_t)blockIdx.x * THREADS * ITEMS + threadIdx.x;
+#pragma unroll
+    for (int k = 0; k < ITEMS; k++)
+        if (first + (int64_t)k * THREADS < total)
+            write_vec<SRC, PF256>(a, first + (int64_t)k * THREADS, vecs);
+}
+
+// The vectorized kernel's shapes, by cache_write's variant; 0 is the default.  The
+// bench times each and gpu/test_gpu checks each bitwise against the reference.
+struct WriteVariant {
+    const char *name;
+    int threads, items;
+    bool pf256;
+};
+const WriteVariant kWriteVariants[] = {
+    {nullptr, 0, 0, false},
+    {"128 threads, 1 vector each", 128, 1, false},
+    {"128 threads, 2 vectors each", 128, 2, false},
+    {"128 threads, 4 vectors each", 128, 4, false},
+    {"256 threads, 2 vectors each", 256, 2, false},
+    {"128 threads, 1 vector each, L2 256-byte fetch", 128, 1, true},
+    {"128 threads, 2 vectors each, L2 256-byte fetch", 128, 2, true},
+};
+constexpr int kWriteVariantCount = (int)(sizeof kWriteVariants / sizeof kWriteVariants[0]);
+// Measured on the H200 (bench/results/gpu-kernels-*.md; bf16 -> e4m3fn, 524288 tokens
+// x 8 heads x 128, two runs): 1 vector per thread 89.4-89.5% of copy, 2 vectors
+// 92.0-92.1%, 4 vectors 87.9-88.4%, 256 threads x 2 vectors 86.8-87.1%; the L2
+// 256-byte fetch hint 88.5% / 91.0%.
+constexpr int kWriteDefault = 2;
+
+template <int THREADS, int ITEMS, bool PF256>
+void launch_write_vec(const CacheWriteArgs &a, cudaStream_t stream) {
+    const int64_t total = a.num_tokens * (int64_t)a.num_heads * (a.head_size / 16);
+    const unsigned grid = (unsigned)((total + THREADS * ITEMS - 1) / (THREADS * ITEMS));
+    switch (a.src) {
+    case KVFP8_SRC_F32:
+        cache_write_e4m3_vec_kernel<KVFP8_SRC_F32, THREADS, ITEMS, PF256><<<grid, THREADS, 0, stream>>>(a);
+        break;
+    case KVFP8_SRC_F16:
+        cache_write_e4m3_vec_kernel<KVFP8_SRC_F16, THREADS, ITEMS, PF256><<<grid, THREADS, 0, stream>>>(a);
+        break;
+    case KVFP8_SRC_BF16:
+        cache_write_e4m3_vec_kernel<KVFP8_SRC_BF16, THREADS, ITEMS, PF256><<<grid, THREADS, 0, stream>>>(a);
+        break;
+    }
 }
 
 bool device_e4m3_is_fnuz() {
@@ -231,16 +293,23 @@ bool cache_write_is_fast(const CacheWriteArgs &a) {
     return table && a.head_size % 16 == 0 && aligned && (unsigned)a.src < KVFP8_SOURCE_COUNT && !device_e4m3_is_fnuz();
 }
 
-cudaError_t cache_write(const CacheWriteArgs &a, cudaStream_t stream) {
+const char *cache_write_variant_name(int variant) {
+    return variant > 0 && variant < kWriteVariantCount ? kWriteVariants[variant].name : nullptr;
+}
+
+cudaError_t cache_write(const CacheWriteArgs &a, cudaStream_t stream, int variant) {
     if (a.num_tokens <= 0)
         return cudaSuccess;
+    if (variant < 0 || variant >= kWriteVariantCount)
+        return cudaErrorInvalidValue;
     if (cache_write_is_fast(a)) {
-        const int64_t total = a.num_tokens * (int64_t)a.num_heads * (a.head_size / 16);
-        const unsigned grid = (unsigned)((total + 127) / 128);
-        switch (a.src) {
-        case KVFP8_SRC_F32: cache_write_e4m3_vec_kernel<KVFP8_SRC_F32><<<grid, 128, 0, stream>>>(a); break;
-        case KVFP8_SRC_F16: cache_write_e4m3_vec_kernel<KVFP8_SRC_F16><<<grid, 128, 0, stream>>>(a); break;
-        case KVFP8_SRC_BF16: cache_write_e4m3_vec_kernel<KVFP8_SRC_BF16><<<grid, 128, 0, stream>>>(a); break;
+        switch (variant ? variant : kWriteDefault) {
+        case 1: launch_write_vec<128, 1, false>(a, stream); break;
+        case 2: launch_write_vec<128, 2, false>(a, stream); break;
+        case 3: launch_write_vec<128, 4, false>(a, stream); break;
+        case 4: launch_write_vec<256, 2, false>(a, stream); break;
+        case 5: launch_write_vec<128, 1, true>(a, stream); break;
+        case 6: launch_write_vec<128, 2, true>(a, stream); break;
         }
         return cudaGetLastError();
     }

@@ -50,7 +50,11 @@ struct CacheWriteArgs {
 // conversion implements and the shapes/pointers allow 16-byte accesses; the
 // generic one (any rules table, any storage) otherwise.
 bool cache_write_is_fast(const CacheWriteArgs &a);
-cudaError_t cache_write(const CacheWriteArgs &a, cudaStream_t stream);
+// variant: the vectorized kernel's shape (threads per CTA, vectors per thread), 0 for
+// the default; the bench times every one and gpu/test_gpu checks every one.  Named by
+// cache_write_variant_name (nullptr: no such variant).
+const char *cache_write_variant_name(int variant);
+cudaError_t cache_write(const CacheWriteArgs &a, cudaStream_t stream, int variant = 0);
 
 // ---- attention --------------------------------------------------------------------------
 
@@ -140,8 +144,24 @@ int decode_default_split(int n_decode, int max_len, int num_kv_heads, int group,
 // gpu/test_gpu checks them) are listed at launch_decode in gpu/paged_decode.cu and
 // named by decode_variant_name (nullptr: no such variant; 1..31 may be probed).
 const char *decode_variant_name(int nbuf);
+// The variant the default (nbuf 0) runs for these arguments, when it is one of the
+// named ones (e4m3fn, head 128, `uniform` reads on float16 MMAs); 0 otherwise.
+int decode_default_variant(const AttnArgs &a, int n_decode, int max_len, int split_len);
+// The decode timeline of a diagnostic build (-DKVFP8_DECODE_TRACE): for each CTA of
+// the last launches (linear block index), the %globaltimer nanoseconds at: 0 entry,
+// 1 queries in registers, 2 first step computed, 3 last step computed, 4 the CTA's
+// warps merged, 5 result or partial written (and, with splits, the counter read),
+// 6 the combine done (the last CTA of a split unit), 7 the previous kernel done
+// (pdl_wait returned); 0 where not reached.  Copies
+// kDecodeTraceCtas rows into marks and returns that count (0 in a normal build, -1 on
+// a CUDA error); clear zeroes the device copy for the next launch.
+constexpr int kDecodeTraceCtas = 4096, kDecodeTraceMarks = 8;
+int decode_trace_read(unsigned long long (*marks)[kDecodeTraceMarks], bool clear);
+// pdl: launch as a programmatic dependent launch on sm_90+ (the kernel waits for the
+// stream's previous kernel before reading anything, and lets the next one start
+// early), so consecutive kernels' start-up and tail overlap; ignored below sm_90.
 cudaError_t decode_mma(const AttnArgs &a, const int *seq_ids, int n_decode, int max_len, int split_len,
-                       void *workspace, cudaStream_t stream, int nbuf = 0);
+                       void *workspace, cudaStream_t stream, int nbuf = 0, bool pdl = true);
 
 // Chunked prefill: work items (seq, first query token of a tile) in items[2*i],
 // items[2*i+1] (device), n_items of them; tiles of prefill_tile_tokens(group) tokens.

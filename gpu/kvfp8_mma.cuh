@@ -140,6 +140,22 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
+// Programmatic dependent launch (sm_90+; no-ops below and when the grid was launched
+// without the attribute).  pdl_wait: nothing before it may read memory that an earlier
+// kernel of the stream writes; it returns once those kernels have completed and their
+// writes are visible.  pdl_allow_next: the next kernel of the stream may be scheduled
+// (its CTAs then take multiprocessors as this grid's leave, and wait in pdl_wait).
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_allow_next() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
 } // namespace kvfp8_gpu
 
 #endif // KVFP8_GPU_CUDA

@@ -176,7 +176,28 @@ struct DecodeParams {
     float *ws_o;  // [unit][max_splits][8][D]
     float *ws_ml; // [unit][max_splits][8][2]
     int *ws_cnt;  // [unit]
+    bool pdl;     // launched as a programmatic dependent launch (launch_decode_kernel)
 };
+
+// The decode timeline (a diagnostic build only: nvcc -DKVFP8_DECODE_TRACE; bench_gpu
+// --timeline prints it): thread 0 of each CTA stamps %globaltimer at the points of
+// kDecodeTraceMarks.  Each stamp takes a value of the work before it as an input, so
+// it cannot be issued before that work's data has arrived.
+#if defined(KVFP8_DECODE_TRACE)
+__device__ unsigned long long g_decode_trace[kDecodeTraceCtas][kDecodeTraceMarks];
+__device__ __forceinline__ void trace_mark(int mark, uint32_t after) {
+    if (threadIdx.x != 0)
+        return;
+    const unsigned cta = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+    unsigned long long now;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now) : "r"(after) : "memory");
+    if (cta < (unsigned)kDecodeTraceCtas)
+        g_decode_trace[cta][mark] = now;
+}
+#define KVFP8_TRACE(mark, after) trace_mark(mark, (uint32_t)(after))
+#else
+#define KVFP8_TRACE(mark, after) ((void)0)
+#endif
 
 template <int D, int KIND>
 struct DecodeShape {
@@ -526,6 +547,17 @@ __global__ void __launch_bounds__(W * 32, MINB) decode_mma_kernel(const __grid_c
     const AttnArgs &a = P.a;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
     const int split = blockIdx.x;
+    KVFP8_TRACE(0, split);
+    // Under a programmatic dependent launch this CTA may be resident before the
+    // previous kernel of the stream has finished: wait for it before any read (the
+    // queries, the cache, the split counters may be its output), then let the next
+    // kernel be scheduled, so that its start-up overlaps this grid's tail.  (Skipped
+    // otherwise: the wait is not free even then.)
+    if (P.pdl) {
+        pdl_wait();
+        pdl_allow_next();
+    }
+    KVFP8_TRACE(7, split);
     const int kvh = blockIdx.y / P.ngroups, grp = blockIdx.y % P.ngroups;
     const int seq = P.seq_ids[blockIdx.z];
     const int len = a.seq_lens[seq];
@@ -628,6 +660,7 @@ __global__ void __launch_bounds__(W * 32, MINB) decode_mma_kernel(const __grid_c
             qf[kk][0] = pack2<MT>(v.x * qs, v.y * qs), qf[kk][1] = pack2<MT>(v.z * qs, v.w * qs);
         }
     }
+    KVFP8_TRACE(1, qf[S::KS - 1][1]);
 
     // the first loads (NBUF = 1 then loads the next step after each compute); issuing
     // them before the query setup above made model-dtype decode 11% slower, measured
@@ -661,9 +694,12 @@ __global__ void __launch_bounds__(W * 32, MINB) decode_mma_kernel(const __grid_c
                     compute_tiles<D, KIND, MT, NT>(st, buf[b], qf, vbuf[b], sc0, sc1, dsk, dsv, g, t);
                 if (NBUF == 1 && step + 1 < n_steps)
                     load_step(step + 1, buf[0], vbuf[0]);
+                if (step == 0)
+                    KVFP8_TRACE(2, __float_as_uint(QA ? sq.m : st.m0));
             }
         }
     }
+    KVFP8_TRACE(3, __float_as_uint(QA ? sq.o[0][0] : st.o[0][0]));
 
     // per-warp results -> shared memory (both formulations leave O^T in the same
     // fragments: dims g * (D / 8) + 2i and + 1, heads 2t and 2t + 1)
@@ -696,6 +732,7 @@ __global__ void __launch_bounds__(W * 32, MINB) decode_mma_kernel(const __grid_c
         }
     }
     __syncthreads();
+    KVFP8_TRACE(4, 0);
 
     const int unit = (blockIdx.z * a.num_kv_heads + kvh) * P.ngroups + grp;
     for (int idx = tid; idx < nh * D; idx += W * 32) {
@@ -720,8 +757,10 @@ __global__ void __launch_bounds__(W * 32, MINB) decode_mma_kernel(const __grid_c
                 P.ws_ml[2 * at] = M, P.ws_ml[2 * at + 1] = Lsum;
         }
     }
-    if (nsplit == 1)
+    if (nsplit == 1) {
+        KVFP8_TRACE(5, 0);
         return;
+    }
 
     // split-KV: the last CTA of this unit combines every split
     __threadfence();
@@ -729,6 +768,7 @@ __global__ void __launch_bounds__(W * 32, MINB) decode_mma_kernel(const __grid_c
     if (tid == 0)
         s_last = atomicAdd(&P.ws_cnt[unit], 1) == nsplit - 1;
     __syncthreads();
+    KVFP8_TRACE(5, s_last);
     if (!s_last)
         return;
     __threadfence();
@@ -790,12 +830,54 @@ __global__ void __launch_bounds__(W * 32, MINB) decode_mma_kernel(const __grid_c
     }
     if (tid == 0)
         P.ws_cnt[unit] = 0; // ready for the next launch
+    __syncthreads();
+    KVFP8_TRACE(6, 0);
 }
+
+// An attribute of the current device, cached per device; `fallback` when unknown.
+template <cudaDeviceAttr ATTR>
+int device_attribute(int fallback) {
+    static int cached[64];
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64)
+        return fallback;
+    if (!cached[dev] && cudaDeviceGetAttribute(&cached[dev], ATTR, dev) != cudaSuccess)
+        return fallback;
+    return cached[dev];
+}
+int multiprocessors() { return device_attribute<cudaDevAttrMultiProcessorCount>(132); }
+// programmatic dependent launch needs compute capability 9 or later
+int compute_major() { return device_attribute<cudaDevAttrComputeCapabilityMajor>(0); }
 
 template <int D, int KIND, int MT, int NBUF, int MINB, int NT = 1, int W = 4, bool QA = false>
 cudaError_t launch_decode_kernel(const DecodeParams &P, dim3 grid, cudaStream_t stream) {
-    decode_mma_kernel<D, KIND, MT, NBUF, MINB, NT, W, QA><<<grid, W * 32, 0, stream>>>(P);
-    return cudaGetLastError();
+    // Programmatic dependent launch only when the grid is exactly one full wave (every
+    // CTA slot of the machine taken, none waiting): CTAs launched early take whatever
+    // slots are free while the previous kernel runs, which undoes the even,
+    // breadth-first placement of a grid smaller than the machine, and unbalances the
+    // first wave of a larger one.  Measured on the H200 (bench/results/gpu-kernels-
+    // *.md): with it, FP8 model-dtype at 264 CTAs on 3 slots per multiprocessor 15-23%
+    // slower, at 1024 CTAs 2-3% slower; one full wave (1 x 32768, 264 CTAs on 2 slots)
+    // 2-3% faster.
+    auto kernel = decode_mma_kernel<D, KIND, MT, NBUF, MINB, NT, W, QA>;
+    static int occupancy[64];
+    int dev = 0;
+    DecodeParams Q = P;
+    Q.pdl = P.pdl && cudaGetDevice(&dev) == cudaSuccess && dev >= 0 && dev < 64;
+    if (Q.pdl && !occupancy[dev] &&
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occupancy[dev], kernel, W * 32, 0) != cudaSuccess)
+        return cudaGetLastError();
+    Q.pdl = Q.pdl && (long long)grid.x * grid.y * grid.z == (long long)occupancy[dev] * multiprocessors();
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = dim3(W * 32);
+    cfg.stream = stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = Q.pdl ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kernel, Q);
 }
 
 // The pipeline variants of E4M3 caches at head size 128 (bf16 models and `uniform`
@@ -824,16 +906,13 @@ constexpr int kDecodeVariants = (int)(sizeof kDecodeVariantNames / sizeof kDecod
 // cp.async stages in shared memory (2-6 stages, 16- or 32-token steps, whole-line
 // copies) were measured 10-15% slower at every shape and were removed (their code: git
 // history of this file, commit 629e53f).
-// The current device's multiprocessors (cached per device).
-int multiprocessors() {
-    static int cached[64];
-    int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64)
-        return 132;
-    if (!cached[dev] && cudaDeviceGetAttribute(&cached[dev], cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-        return 132;
-    return cached[dev];
-}
+// The `uniform` default for e4m3fn at head size 128, measured on the H200
+// (bench/results/gpu-kernels-*.md): when the grid fits one wave at 2 CTAs per
+// multiprocessor, queries as A with 32-token steps 2 deep (v6: up to 16 KB of loads in
+// flight per warp; 255 registers); otherwise 32-token steps 1 deep at 3 CTAs per
+// multiprocessor (v3).  (Under model-dtype reads the per-element scaling makes both
+// slower than that path's default: 2643 vs 3037 GB/s at 32 x 4096.)
+int uniform_default_variant(long long ctas, int sms) { return ctas <= 2LL * sms ? 6 : 3; }
 
 template <int D, int KIND, int MT>
 cudaError_t launch_decode(const DecodeParams &P, dim3 grid, cudaStream_t stream, int nbuf) {
@@ -846,17 +925,8 @@ cudaError_t launch_decode(const DecodeParams &P, dim3 grid, cudaStream_t stream,
         return launch_decode_kernel<D, KIND, MT, NBUF, 1>(P, grid, stream);
     } else {
         if constexpr (D == 128 && MT != 1 && KIND == KV_E4M3) {
-            if (MT == 2 && nbuf == 0) {
-                // The `uniform` default, measured on the H200 (bench/results/gpu-
-                // kernels-*.md): when the grid fits one wave at 2 CTAs per
-                // multiprocessor, queries as A with 32-token steps 2 deep (up to 16 KB
-                // of loads in flight per warp; 255 registers); otherwise 32-token steps
-                // 1 deep at 3 CTAs per multiprocessor.  (Under model-dtype reads the
-                // per-element scaling makes both slower than the default below: 2643
-                // vs 3037 GB/s at 32 x 4096.)
-                const long long ctas = (long long)grid.x * grid.y * grid.z;
-                nbuf = ctas <= 2LL * multiprocessors() ? 6 : 3;
-            }
+            if (MT == 2 && nbuf == 0)
+                nbuf = uniform_default_variant((long long)grid.x * grid.y * grid.z, multiprocessors());
             switch (nbuf) {
             case 2: return launch_decode_kernel<D, KIND, MT, 2, 1>(P, grid, stream);
             case 3: return launch_decode_kernel<D, KIND, MT, 1, 3, 2>(P, grid, stream);
@@ -926,6 +996,38 @@ bool attention_mma_ok(const AttnArgs &a, int prefill, const char **why) {
     return w == nullptr;
 }
 
+int decode_trace_read(unsigned long long (*marks)[kDecodeTraceMarks], bool clear) {
+#if defined(KVFP8_GPU_CUDA) && defined(KVFP8_DECODE_TRACE)
+    if (!marks)
+        return kDecodeTraceCtas; // only the question whether this build traces
+    if (cudaMemcpyFromSymbol(marks, g_decode_trace, sizeof g_decode_trace) != cudaSuccess)
+        return -1;
+    if (clear) {
+        static unsigned long long zero[kDecodeTraceCtas][kDecodeTraceMarks];
+        if (cudaMemcpyToSymbol(g_decode_trace, zero, sizeof zero) != cudaSuccess)
+            return -1;
+    }
+    return kDecodeTraceCtas;
+#else
+    (void)marks, (void)clear;
+    return 0;
+#endif
+}
+
+int decode_default_variant(const AttnArgs &a, int n_decode, int max_len, int split_len) {
+#if defined(KVFP8_GPU_CUDA)
+    if (!attention_mma_ok(a, 0, nullptr) || split_len <= 0 || a.head_size != 128 || kv_kind(a) != KV_E4M3 ||
+        a.read != KVFP8_READ_UNIFORM || !a.q_f16_rows)
+        return 0;
+    const long long ctas = (long long)((max_len + split_len - 1) / split_len) * a.num_kv_heads *
+                           ((a.num_q_heads / a.num_kv_heads + 7) / 8) * n_decode;
+    return uniform_default_variant(ctas, multiprocessors());
+#else
+    (void)a, (void)n_decode, (void)max_len, (void)split_len;
+    return 0;
+#endif
+}
+
 const char *decode_variant_name(int nbuf) {
 #if defined(KVFP8_GPU_CUDA)
     return nbuf > 0 && nbuf < kDecodeVariants ? kDecodeVariantNames[nbuf] : nullptr;
@@ -962,7 +1064,7 @@ int decode_default_split(int n_decode, int max_len, int num_kv_heads, int group,
 }
 
 cudaError_t decode_mma(const AttnArgs &a, const int *seq_ids, int n_decode, int max_len, int split_len,
-                       void *workspace, cudaStream_t stream, int nbuf) {
+                       void *workspace, cudaStream_t stream, int nbuf, bool pdl) {
 #if defined(KVFP8_GPU_CUDA)
     if (n_decode <= 0)
         return cudaSuccess;
@@ -979,6 +1081,7 @@ cudaError_t decode_mma(const AttnArgs &a, const int *seq_ids, int n_decode, int 
         return cudaErrorInvalidValue;
     P.ngroups = (group + 7) / 8;
     P.group = group;
+    P.pdl = pdl && compute_major() >= 9;
     const size_t units = (size_t)n_decode * (size_t)a.num_kv_heads * (size_t)P.ngroups;
     P.ws_o = (float *)workspace;
     P.ws_ml = P.ws_o + units * (size_t)P.max_splits * 8 * (size_t)a.head_size;
@@ -997,7 +1100,8 @@ cudaError_t decode_mma(const AttnArgs &a, const int *seq_ids, int n_decode, int 
     }
     return cudaErrorInvalidValue;
 #else
-    (void)a, (void)seq_ids, (void)n_decode, (void)max_len, (void)split_len, (void)workspace, (void)stream, (void)nbuf;
+    (void)a, (void)seq_ids, (void)n_decode, (void)max_len, (void)split_len, (void)workspace, (void)stream, (void)nbuf,
+        (void)pdl;
     return cudaErrorInvalidValue;
 #endif
 }

@@ -211,7 +211,7 @@ void make_source(kvfp8_source src, size_t n, int head_size, uint64_t seed, std::
 
 // One write through the GPU kernel and the reference; returns the mismatching bytes.
 size_t write_case(const kvfp8_kv_storage &stor, kvfp8_source src, int H, int D, int bs, int nblocks, int tokens,
-                  bool per_head, uint64_t seed, bool expect_fast, std::string *first) {
+                  bool per_head, uint64_t seed, bool expect_fast, std::string *first, int variant = 0) {
     kvfp8_kv_cache want;
     if (kvfp8_kv_cache_init(&want, &stor, nblocks, bs, H, D) != KVFP8_OK) {
         *first = kvfp8_last_error();
@@ -259,7 +259,7 @@ size_t write_case(const kvfp8_kv_storage &stor, kvfp8_source src, int H, int D, 
         kvfp8_kv_cache_free(&want);
         return 1;
     }
-    CK(cache_write(a, 0));
+    CK(cache_write(a, 0, variant));
     CK(cudaDeviceSynchronize());
     dkc.down(gk.data()), dvc.down(gv.data());
     size_t bad = 0;
@@ -302,6 +302,30 @@ void test_cache_write(bool quick) {
                 snprintf(detail, sizeof detail, "%d tokens, %zu bad bytes%s", S.tokens, bad, first.c_str());
                 result(bad == 0, what, detail);
             }
+    // every other shape of the vectorized kernel (the bench's variants), the same cases
+    for (int variant = 1; cache_write_variant_name(variant); variant++) {
+        size_t bad_total = 0, cases = 0;
+        std::string first_all;
+        for (int src = 0; src < KVFP8_SOURCE_COUNT; src++)
+            for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++)
+                for (int per_head = 0; per_head < 2; per_head++) {
+                    const Shape &S = shapes[sh];
+                    std::string first;
+                    const size_t bad =
+                        write_case(e4, (kvfp8_source)src, S.H, S.D, S.bs, S.nblocks, S.tokens, per_head,
+                                   1000 + sh * 10 + (size_t)src * 2 + (size_t)per_head, S.D % 16 == 0, &first, variant);
+                    cases++;
+                    if (bad && first_all.empty())
+                        first_all = std::string(kvfp8_source_name((kvfp8_source)src)) + " D" + std::to_string(S.D) + first;
+                    bad_total += bad;
+                }
+        char what[160], detail[400];
+        snprintf(what, sizeof what, "cache_write variant %d (%s): every source x shape x scale kind", variant,
+                 cache_write_variant_name(variant));
+        snprintf(detail, sizeof detail, "%zu cases, %zu bad bytes%s%s", cases, bad_total,
+                 first_all.empty() ? "" : "; first: ", first_all.c_str());
+        result(bad_total == 0, what, detail);
+    }
     if (quick)
         return;
     // the generic kernel: every other rules table and every auto storage
