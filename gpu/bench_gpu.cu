@@ -289,7 +289,7 @@ __global__ void __launch_bounds__(128) ring_probe(const uint8_t *kc, const uint8
 // CTA's mark 7 is a previous launch's (the last CTA of a split unit changes from
 // launch to launch) and is not counted.
 template <typename F>
-void print_timeline(F launch, int B, int L, const char *what, int split, bool pdl) {
+void print_timeline(F launch, int B, int L, const char *what, int split, unsigned flags) {
     static unsigned long long marks[kDecodeTraceCtas][kDecodeTraceMarks];
     const double ms = median_ms(launch, 3, 3);
     if (decode_trace_read(marks, false) <= 0) {
@@ -307,7 +307,7 @@ void print_timeline(F launch, int B, int L, const char *what, int split, bool pd
     // in time order: entry, the wait for the previous kernel (pdl_wait), then the rest
     static const int order[kDecodeTraceMarks] = {0, 7, 1, 2, 3, 4, 5, 6};
     note("  timeline %dx%d %s split %d%s: %d CTAs, %.4f ms per launch (launches back to back)\n", B, L, what,
-         split, pdl ? "" : ", no PDL", ctas, ms);
+         split, flags & KVFP8_DECODE_NO_PDL ? ", no PDL" : "", ctas, ms);
     note("    %-20s %6s %9s %9s %9s %9s   (us after the first entry)\n", "mark", "CTAs", "min", "median", "p90",
          "max");
     std::vector<double> at[kDecodeTraceMarks], phase[kDecodeTraceMarks];
@@ -621,11 +621,11 @@ int main(int argc, char **argv) {
             if (var == 1)
                 a.read = KVFP8_READ_UNIFORM, a.q_f16_rows = q_f16;
             const double kv_bytes = (double)B * L * kSlotElems * 2 * (fp8 ? 1 : 2);
-            auto run = [&](int split, int nbuf, int it, float *out, bool pdl = true) {
+            auto run = [&](int split, int nbuf, int it, float *out, unsigned flags = 0) {
                 AttnArgs r = a;
                 r.block_table = dtab + (size_t)(it % kRot) * B * bps;
                 r.out = out;
-                CK(decode_mma(r, dseq, B, L, split, ws, 0, nbuf, pdl));
+                CK(decode_mma(r, dseq, B, L, split, ws, 0, nbuf, flags));
             };
             // check once against the generic kernel (rotation 0)
             {
@@ -650,38 +650,38 @@ int main(int argc, char **argv) {
             const int def = decode_default_split(B, L, kHkv, kHq / kHkv, prop.multiProcessorCount);
             struct Cfg {
                 int split, nbuf;
-                bool pdl;
+                unsigned flags;
             };
             // the default, then the same without programmatic dependent launch
-            std::vector<Cfg> cfgs = {{def, 0, true}, {def, 0, false}};
+            std::vector<Cfg> cfgs = {{def, 0, 0}, {def, 0, KVFP8_DECODE_NO_PDL}};
             // FP8: every pipeline variant (gpu/paged_decode.cu, launch_decode) at the
             // default split and at every split of the sweep from 512 tokens up;
             // BF16: its 2-deep register pipeline at the default split
             for (int sl : {def, 128, 256, 512, 1024, 2048, 4096, 8192, 32768})
                 if (sl <= L && (L + sl - 1) / sl <= 256 && (sl != def || cfgs.size() == 2)) {
                     if (sl != def)
-                        cfgs.push_back({sl, 0, true});
+                        cfgs.push_back({sl, 0, 0});
                     if (fp8 && (sl >= 512 || sl == def))
                         for (int nb = 2; decode_variant_name(nb); nb++)
-                            cfgs.push_back({sl, nb, true});
+                            cfgs.push_back({sl, nb, 0});
                 }
             if (!fp8)
-                cfgs.push_back({def, 2, true});
+                cfgs.push_back({def, 2, 0});
             if (var == 2) { // model-dtype FP8: the pipeline variants at the default split only
                 cfgs.resize(2);
                 for (int nb = 2; decode_variant_name(nb); nb++)
-                    cfgs.push_back({def, nb, true});
+                    cfgs.push_back({def, nb, 0});
             }
             if (timeline)
-                for (bool pdl : {true, false})
-                    print_timeline([&](int it) { run(def, 0, it, dout, pdl); }, B, L,
-                                   var == 1 ? "fp8 uniform" : var == 2 ? "fp8 model-dtype" : "bf16", def, pdl);
+                for (unsigned flags : {0u, (unsigned)KVFP8_DECODE_NO_PDL})
+                    print_timeline([&](int it) { run(def, 0, it, dout, flags); }, B, L,
+                                   var == 1 ? "fp8 uniform" : var == 2 ? "fp8 model-dtype" : "bf16", def, flags);
             double best = 1e30;
             for (size_t c = 0; c < cfgs.size(); c++) {
                 // the split counters' place depends on the number of splits: start clean
                 CK(cudaMemset(ws, 0, ws_bytes));
                 const double ms =
-                    median_ms([&](int it) { run(cfgs[c].split, cfgs[c].nbuf, it, dout, cfgs[c].pdl); }, 3, reps);
+                    median_ms([&](int it) { run(cfgs[c].split, cfgs[c].nbuf, it, dout, cfgs[c].flags); }, 3, reps);
                 char cfg[112];
                 const int nb = cfgs[c].nbuf;
                 char depth[64] = "";
@@ -692,7 +692,8 @@ int main(int argc, char **argv) {
                     snprintf(depth, sizeof depth, " (default: v%d)", picked);
                 else if (!fp8 && nb)
                     snprintf(depth, sizeof depth, ", register pipeline %d deep", nb);
-                snprintf(cfg, sizeof cfg, "split %d%s%s", cfgs[c].split, depth, cfgs[c].pdl ? "" : ", no PDL");
+                snprintf(cfg, sizeof cfg, "split %d%s%s", cfgs[c].split, depth,
+                         cfgs[c].flags & KVFP8_DECODE_NO_PDL ? ", no PDL" : "");
                 note("  decode %dx%d %s %-56s %.4f ms  %.0f GB/s\n", B, L,
                      var == 1 ? "fp8 uniform" : var == 2 ? "fp8 model-dtype" : "bf16", cfg, ms,
                      kv_bytes / (ms * 1e-3) / 1e9);

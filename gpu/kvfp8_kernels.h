@@ -157,11 +157,14 @@ int decode_default_variant(const AttnArgs &a, int n_decode, int max_len, int spl
 // a CUDA error); clear zeroes the device copy for the next launch.
 constexpr int kDecodeTraceCtas = 4096, kDecodeTraceMarks = 8;
 int decode_trace_read(unsigned long long (*marks)[kDecodeTraceMarks], bool clear);
-// pdl: launch as a programmatic dependent launch on sm_90+ (the kernel waits for the
-// stream's previous kernel before reading anything, and lets the next one start
-// early), so consecutive kernels' start-up and tail overlap; ignored below sm_90.
+// flags turn off measured optimizations, for the bench's side-by-side rows:
+//  KVFP8_DECODE_NO_PDL: no programmatic dependent launch (by default, on sm_90+ and when
+//    the grid is one full wave, the kernel waits for the stream's previous kernel
+//    before reading anything and lets the next one be scheduled early, so consecutive
+//    kernels' start-up and tail overlap).
+enum : unsigned { KVFP8_DECODE_NO_PDL = 1u };
 cudaError_t decode_mma(const AttnArgs &a, const int *seq_ids, int n_decode, int max_len, int split_len,
-                       void *workspace, cudaStream_t stream, int nbuf = 0, bool pdl = true);
+                       void *workspace, cudaStream_t stream, int nbuf = 0, unsigned flags = 0);
 
 // Chunked prefill: work items (seq, first query token of a tile) in items[2*i],
 // items[2*i+1] (device), n_items of them; tiles of prefill_tile_tokens(group) tokens.

@@ -530,7 +530,9 @@ struct DecodeSmem {
 // W: warps per CTA (8: twice the warps per multiprocessor when the grid is small, D <=
 // 128 for the static shared memory); QA: the queries-as-A formulation (compute_tiles_qa).
 // (Prefetching later steps into L2 with cp.async.bulk.prefetch, 1-4 steps ahead, was
-// measured 40% slower and removed.)
+// measured 40% slower and removed; so was an L2 prefetch of each warp's first four
+// chunks before the query setup, 1-10% slower with prefetch.global.L2 or
+// cp.async.bulk.prefetch: the first step's data arrived later, not sooner.)
 template <int D, int KIND, int MT, int NBUF, int MINB, int NT, int W, bool QA>
 __global__ void __launch_bounds__(W * 32, MINB) decode_mma_kernel(const __grid_constant__ DecodeParams P) {
     using S = DecodeShape<D, KIND>;
@@ -1064,7 +1066,7 @@ int decode_default_split(int n_decode, int max_len, int num_kv_heads, int group,
 }
 
 cudaError_t decode_mma(const AttnArgs &a, const int *seq_ids, int n_decode, int max_len, int split_len,
-                       void *workspace, cudaStream_t stream, int nbuf, bool pdl) {
+                       void *workspace, cudaStream_t stream, int nbuf, unsigned flags) {
 #if defined(KVFP8_GPU_CUDA)
     if (n_decode <= 0)
         return cudaSuccess;
@@ -1081,7 +1083,7 @@ cudaError_t decode_mma(const AttnArgs &a, const int *seq_ids, int n_decode, int 
         return cudaErrorInvalidValue;
     P.ngroups = (group + 7) / 8;
     P.group = group;
-    P.pdl = pdl && compute_major() >= 9;
+    P.pdl = (flags & KVFP8_DECODE_NO_PDL) == 0 && compute_major() >= 9;
     const size_t units = (size_t)n_decode * (size_t)a.num_kv_heads * (size_t)P.ngroups;
     P.ws_o = (float *)workspace;
     P.ws_ml = P.ws_o + units * (size_t)P.max_splits * 8 * (size_t)a.head_size;
@@ -1101,7 +1103,7 @@ cudaError_t decode_mma(const AttnArgs &a, const int *seq_ids, int n_decode, int 
     return cudaErrorInvalidValue;
 #else
     (void)a, (void)seq_ids, (void)n_decode, (void)max_len, (void)split_len, (void)workspace, (void)stream, (void)nbuf,
-        (void)pdl;
+        (void)flags;
     return cudaErrorInvalidValue;
 #endif
 }
