@@ -163,6 +163,8 @@ int decode_trace_read(unsigned long long (*marks)[kDecodeTraceMarks], bool clear
 //    before reading anything and lets the next one be scheduled early, so consecutive
 //    kernels' start-up and tail overlap).
 enum : unsigned { KVFP8_DECODE_NO_PDL = 1u };
+// Whether this thread's last decode_mma launch was a programmatic dependent launch.
+bool decode_last_launch_pdl();
 cudaError_t decode_mma(const AttnArgs &a, const int *seq_ids, int n_decode, int max_len, int split_len,
                        void *workspace, cudaStream_t stream, int nbuf = 0, unsigned flags = 0);
 

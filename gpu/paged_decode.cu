@@ -836,6 +836,10 @@ __global__ void __launch_bounds__(W * 32, MINB) decode_mma_kernel(const __grid_c
     KVFP8_TRACE(6, 0);
 }
 
+// Whether the last decode launch of this thread was a programmatic dependent launch
+// (decode_last_launch_pdl, for gpu/test_gpu).
+thread_local bool g_last_launch_pdl = false;
+
 // An attribute of the current device, cached per device; `fallback` when unknown.
 template <cudaDeviceAttr ATTR>
 int device_attribute(int fallback) {
@@ -879,6 +883,7 @@ cudaError_t launch_decode_kernel(const DecodeParams &P, dim3 grid, cudaStream_t 
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr;
     cfg.numAttrs = Q.pdl ? 1 : 0;
+    g_last_launch_pdl = Q.pdl;
     return cudaLaunchKernelEx(&cfg, kernel, Q);
 }
 
@@ -1013,6 +1018,14 @@ int decode_trace_read(unsigned long long (*marks)[kDecodeTraceMarks], bool clear
 #else
     (void)marks, (void)clear;
     return 0;
+#endif
+}
+
+bool decode_last_launch_pdl() {
+#if defined(KVFP8_GPU_CUDA)
+    return g_last_launch_pdl;
+#else
+    return false;
 #endif
 }
 

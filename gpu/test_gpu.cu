@@ -397,6 +397,8 @@ struct AttnCase {
     int no_f16 = 0; // keep e4m3fn/uniform decode off the float16 path
     int q_spread = 0; // query head h scaled by 2^(3 (h % 8) - 10): rows of very different size
     int nbuf = 0;     // decode pipeline variant (decode_mma's nbuf; 0 = the default)
+    int repeat = 1;   // decode launches back to back on one workspace (the last one checked)
+    int expect_pdl = 0; // the decode must have run as a programmatic dependent launch
 };
 
 struct AttnData {
@@ -550,8 +552,13 @@ void run_case(const AttnCase &c, AttnData &d) {
             const size_t ws = decode_workspace_bytes((int)dec.size(), c.Hkv, c.Hq / c.Hkv, c.D, max_splits);
             DevBuf<uint8_t> dws(ws);
             CK(cudaMemset(dws.p, 0, ws));
-            CK(decode_mma(a, ddec.p, (int)dec.size(), max_len, split, dws.p, 0, c.nbuf));
+            for (int rep = 0; rep < c.repeat; rep++) // no sync between: the next may start early
+                CK(decode_mma(a, ddec.p, (int)dec.size(), max_len, split, dws.p, 0, c.nbuf));
             CK(cudaDeviceSynchronize());
+            if (c.expect_pdl && !decode_last_launch_pdl()) {
+                result(false, c.label.c_str(), "launched without programmatic dependent launch");
+                return;
+            }
             // the counters must be back to zero
             const size_t units = dec.size() * (size_t)c.Hkv * (size_t)((c.Hq / c.Hkv + 7) / 8);
             std::vector<int> cnt(units);
@@ -645,6 +652,19 @@ void test_attention(bool quick) {
             cases.back().nbuf = nb;
             cases.back().label += " nbuf" + std::to_string(nb) + " (" + decode_variant_name(nb) + ")";
         }
+    // one full wave (2 CTAs per multiprocessor: 2 KV heads x one split of 32 tokens per
+    // multiprocessor), which runs as a programmatic dependent launch: five launches
+    // back to back on one workspace, each waiting for the one before (split counters)
+    {
+        int sms = 0;
+        CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+        for (kvfp8_read_semantics r : {MD, UN}) {
+            add("decode full wave x5", 1, E4, BF, r, 2, 8, 128, 16, {32 * sms}, {1}, P_MMA, 32);
+            cases.back().repeat = 5;
+            cases.back().expect_pdl = r == UN; // the uniform default (v6) holds 2 CTAs per multiprocessor
+            cases.back().label += r == UN ? " (PDL)" : "";
+        }
+    }
     // the bf16 MMA path under uniform reads (what runs when the queries do not fit float16)
     for (int D : {64, 128, 256}) {
         add("decode no-f16", 1, E4, BF, UN, 2, 8, D, 16, {1, 17, 93, 300}, {1, 1, 1, 1}, P_MMA);
