@@ -292,7 +292,7 @@ template <typename F>
 void print_timeline(F launch, int B, int L, const char *what, int split, unsigned flags) {
     static unsigned long long marks[kDecodeTraceCtas][kDecodeTraceMarks];
     const double ms = median_ms(launch, 3, 3);
-    if (decode_trace_read(marks, false) <= 0) {
+    if (decode_trace_read(marks) <= 0) {
         fprintf(stderr, "bench_gpu: --timeline: reading the trace failed\n");
         exit(1);
     }
@@ -406,7 +406,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_gpu: --write-only goes alone (or with --quick)\n");
         return 2;
     }
-    if (timeline && decode_trace_read(nullptr, false) == 0) {
+    if (timeline && decode_trace_read(nullptr) == 0) {
         fprintf(stderr, "bench_gpu: --timeline: this bench_gpu was built without -DKVFP8_DECODE_TRACE "
                         "(bench/gpu/timeline.sh builds one)\n");
         return 2;

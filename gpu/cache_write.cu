@@ -4,7 +4,7 @@
 //
 // Two cache-write kernels:
 //  - cache_write_e4m3_vec: each thread converts two vectors of K and of V (by
-//    default; the variants are listed at kWriteVariants), each vector 16 consecutive
+//    default; the variants are listed at kWriteVariantNames), each vector 16 consecutive
 //    elements of one (token, head) row: 16-byte loads of the source (two for 16-bit
 //    sources, four for float32), an IEEE float32 division by the head's scale, the
 //    target's direct float32 -> E4M3 conversion (sm_89+: cvt.rn.satfinite.e4m3x2.f32,
@@ -210,27 +210,23 @@ __global__ void __launch_bounds__(THREADS) cache_write_e4m3_vec_kernel(CacheWrit
             write_vec<SRC, PF256>(a, first + (int64_t)k * THREADS, vecs);
 }
 
-// The vectorized kernel's shapes, by cache_write's variant; 0 is the default.  The
-// bench times each and gpu/test_gpu checks each bitwise against the reference.
-struct WriteVariant {
-    const char *name;
-    int threads, items;
-    bool pf256;
+// The vectorized kernel's shapes, by cache_write's variant (the launches at
+// cache_write); 0 is the default.  The bench times each and gpu/test_gpu checks each
+// bitwise against the reference.
+const char *const kWriteVariantNames[] = {
+    nullptr,
+    "128 threads, 1 vector each",                     // 1
+    "128 threads, 2 vectors each",                    // 2
+    "128 threads, 4 vectors each",                    // 3
+    "256 threads, 2 vectors each",                    // 4
+    "128 threads, 1 vector each, L2 256-byte fetch",  // 5
+    "128 threads, 2 vectors each, L2 256-byte fetch", // 6
 };
-const WriteVariant kWriteVariants[] = {
-    {nullptr, 0, 0, false},
-    {"128 threads, 1 vector each", 128, 1, false},
-    {"128 threads, 2 vectors each", 128, 2, false},
-    {"128 threads, 4 vectors each", 128, 4, false},
-    {"256 threads, 2 vectors each", 256, 2, false},
-    {"128 threads, 1 vector each, L2 256-byte fetch", 128, 1, true},
-    {"128 threads, 2 vectors each, L2 256-byte fetch", 128, 2, true},
-};
-constexpr int kWriteVariantCount = (int)(sizeof kWriteVariants / sizeof kWriteVariants[0]);
+constexpr int kWriteVariantCount = (int)(sizeof kWriteVariantNames / sizeof kWriteVariantNames[0]);
 // Measured on the H200 (bench/results/gpu-kernels-*.md; bf16 -> e4m3fn, 524288 tokens
-// x 8 heads x 128, two runs): 1 vector per thread 89.4-89.5% of copy, 2 vectors
-// 92.0-92.1%, 4 vectors 87.9-88.4%, 256 threads x 2 vectors 86.8-87.1%; the L2
-// 256-byte fetch hint 88.5% / 91.0%.
+// x 8 heads x 128, four runs): 1 vector per thread 89.0-89.5% of copy, 2 vectors
+// 92.0-92.4%, 4 vectors 87.9-89.2%, 256 threads x 2 vectors 86.8-87.2%; the L2
+// 256-byte fetch hint 88.2-88.5% (1 vector) and 91.0-91.1% (2 vectors).
 constexpr int kWriteDefault = 2;
 
 template <int THREADS, int ITEMS, bool PF256>
@@ -294,7 +290,7 @@ bool cache_write_is_fast(const CacheWriteArgs &a) {
 }
 
 const char *cache_write_variant_name(int variant) {
-    return variant > 0 && variant < kWriteVariantCount ? kWriteVariants[variant].name : nullptr;
+    return variant > 0 && variant < kWriteVariantCount ? kWriteVariantNames[variant] : nullptr;
 }
 
 cudaError_t cache_write(const CacheWriteArgs &a, cudaStream_t stream, int variant) {

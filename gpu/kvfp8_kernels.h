@@ -147,16 +147,17 @@ const char *decode_variant_name(int nbuf);
 // The variant the default (nbuf 0) runs for these arguments, when it is one of the
 // named ones (e4m3fn, head 128, `uniform` reads on float16 MMAs); 0 otherwise.
 int decode_default_variant(const AttnArgs &a, int n_decode, int max_len, int split_len);
-// The decode timeline of a diagnostic build (-DKVFP8_DECODE_TRACE): for each CTA of
-// the last launches (linear block index), the %globaltimer nanoseconds at: 0 entry,
-// 1 queries in registers, 2 first step computed, 3 last step computed, 4 the CTA's
-// warps merged, 5 result or partial written (and, with splits, the counter read),
-// 6 the combine done (the last CTA of a split unit), 7 the previous kernel done
-// (pdl_wait returned); 0 where not reached.  Copies
-// kDecodeTraceCtas rows into marks and returns that count (0 in a normal build, -1 on
-// a CUDA error); clear zeroes the device copy for the next launch.
+// The decode timeline of a diagnostic build (-DKVFP8_DECODE_TRACE): for each CTA
+// (linear block index) the %globaltimer nanoseconds at: 0 entry, 7 the previous kernel
+// done (pdl_wait returned; right after entry when not a programmatic dependent
+// launch), 1 queries in registers, 2 first step computed, 3 last step computed, 4 the
+// CTA's warps merged, 5 result or partial written (and, with splits, the counter
+// read), 6 the combine done (the last CTA of a split unit).  Each launch overwrites the
+// marks its CTAs reach.  Copies kDecodeTraceCtas rows into marks and returns that
+// count (0 in a normal build, -1 on a CUDA error; marks == nullptr only asks whether
+// this build traces).
 constexpr int kDecodeTraceCtas = 4096, kDecodeTraceMarks = 8;
-int decode_trace_read(unsigned long long (*marks)[kDecodeTraceMarks], bool clear);
+int decode_trace_read(unsigned long long (*marks)[kDecodeTraceMarks]);
 // flags turn off measured optimizations, for the bench's side-by-side rows:
 //  KVFP8_DECODE_NO_PDL: no programmatic dependent launch (by default, on sm_90+ and when
 //    the grid is one full wave, the kernel waits for the stream's previous kernel

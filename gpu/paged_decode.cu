@@ -553,8 +553,7 @@ __global__ void __launch_bounds__(W * 32, MINB) decode_mma_kernel(const __grid_c
     // Under a programmatic dependent launch this CTA may be resident before the
     // previous kernel of the stream has finished: wait for it before any read (the
     // queries, the cache, the split counters may be its output), then let the next
-    // kernel be scheduled, so that its start-up overlaps this grid's tail.  (Skipped
-    // otherwise: the wait is not free even then.)
+    // kernel be scheduled, so that its start-up overlaps this grid's tail.
     if (P.pdl) {
         pdl_wait();
         pdl_allow_next();
@@ -908,11 +907,6 @@ const char *const kDecodeVariantNames[] = {
 };
 constexpr int kDecodeVariants = (int)(sizeof kDecodeVariantNames / sizeof kDecodeVariantNames[0]);
 
-// The pipeline of each case, as measured on the H200 (bench/results/gpu-kernels-*.md):
-// the next step's loads in registers while the current one is computed.  Rings of
-// cp.async stages in shared memory (2-6 stages, 16- or 32-token steps, whole-line
-// copies) were measured 10-15% slower at every shape and were removed (their code: git
-// history of this file, commit 629e53f).
 // The `uniform` default for e4m3fn at head size 128, measured on the H200
 // (bench/results/gpu-kernels-*.md): when the grid fits one wave at 2 CTAs per
 // multiprocessor, queries as A with 32-token steps 2 deep (v6: up to 16 KB of loads in
@@ -920,6 +914,12 @@ constexpr int kDecodeVariants = (int)(sizeof kDecodeVariantNames / sizeof kDecod
 // multiprocessor (v3).  (Under model-dtype reads the per-element scaling makes both
 // slower than that path's default: 2643 vs 3037 GB/s at 32 x 4096.)
 int uniform_default_variant(long long ctas, int sms) { return ctas <= 2LL * sms ? 6 : 3; }
+
+// The pipeline of each case, as measured on the H200 (bench/results/gpu-kernels-*.md):
+// the next step's loads in registers while the current one is computed.  Rings of
+// cp.async stages in shared memory (2-6 stages, 16- or 32-token steps, whole-line
+// copies) were measured 10-15% slower at every shape and were removed (their code: git
+// history of this file, commit 629e53f).
 
 template <int D, int KIND, int MT>
 cudaError_t launch_decode(const DecodeParams &P, dim3 grid, cudaStream_t stream, int nbuf) {
@@ -1003,20 +1003,15 @@ bool attention_mma_ok(const AttnArgs &a, int prefill, const char **why) {
     return w == nullptr;
 }
 
-int decode_trace_read(unsigned long long (*marks)[kDecodeTraceMarks], bool clear) {
+int decode_trace_read(unsigned long long (*marks)[kDecodeTraceMarks]) {
 #if defined(KVFP8_GPU_CUDA) && defined(KVFP8_DECODE_TRACE)
     if (!marks)
         return kDecodeTraceCtas; // only the question whether this build traces
     if (cudaMemcpyFromSymbol(marks, g_decode_trace, sizeof g_decode_trace) != cudaSuccess)
         return -1;
-    if (clear) {
-        static unsigned long long zero[kDecodeTraceCtas][kDecodeTraceMarks];
-        if (cudaMemcpyToSymbol(g_decode_trace, zero, sizeof zero) != cudaSuccess)
-            return -1;
-    }
     return kDecodeTraceCtas;
 #else
-    (void)marks, (void)clear;
+    (void)marks;
     return 0;
 #endif
 }
